@@ -1,0 +1,38 @@
+"""Shared fixtures: the small set of real images in ``tests/assets``.
+
+- ``faces/``: 20 UTKFace faces (16 train, 4 val), 128x128 WebP, tight framing (the model's).
+- ``real_lq/``: 3 real degraded faces (GFPGAN / PGDiff / VQFR demo inputs), 256x256 PNG, FFHQ framing.
+- ``whole/``: 3 whole photos (GFPGAN demo inputs) with 2-3 faces each, long side 640 px, JPEG q90.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ASSETS_DIR = Path(__file__).parent / "assets"
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def assets_dir() -> Path:
+    return ASSETS_DIR
+
+
+@pytest.fixture(scope="session")
+def face_paths(assets_dir: Path) -> list[Path]:
+    return _images(assets_dir / "faces")
+
+
+@pytest.fixture(scope="session")
+def real_lq_paths(assets_dir: Path) -> list[Path]:
+    return _images(assets_dir / "real_lq")
+
+
+@pytest.fixture(scope="session")
+def whole_paths(assets_dir: Path) -> list[Path]:
+    return _images(assets_dir / "whole")
