@@ -1,0 +1,68 @@
+"""Training losses that ``torch`` and ``diffusers`` do not provide (images in [-1, 1]).
+
+The identity objective ``1 - cos`` is :func:`samplers.guidance.identity_loss`, shared with the sampler.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .metrics import lpips_unavailable_reason, ssim
+
+PERCEPTUAL_CHOICES = ("ssim", "lpips", "auto")
+
+
+def structural_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1 - SSIM over the RGB channels, averaged over the batch: the offline perceptual term."""
+    return (1 - ssim(x, y, color="rgb")).mean()
+
+
+class LPIPSLoss(nn.Module):
+    """LPIPS (AlexNet) as a differentiable loss; needs the ``lpips`` package and its weights on disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import lpips
+
+        self.net = lpips.LPIPS(net="alex", verbose=False).eval().requires_grad_(False)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.net.to(x.device)
+        return self.net(x.float(), y.float()).mean()
+
+
+def build_perceptual_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``"ssim"`` (works offline), ``"lpips"`` (an error where LPIPS cannot run) or ``"auto"``
+    (LPIPS where its package and weights are present, SSIM otherwise)."""
+    if kind not in PERCEPTUAL_CHOICES:
+        raise ValueError(f"loss.perceptual: {kind!r} is not one of {PERCEPTUAL_CHOICES}")
+    reason = lpips_unavailable_reason() if kind != "ssim" else "not asked for"
+    if reason is None:
+        return LPIPSLoss()
+    if kind == "lpips":
+        raise RuntimeError(f"loss.perceptual=lpips: {reason}")
+    return structural_loss
+
+
+def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """Discriminator hinge loss (taming-transformers)."""
+    return 0.5 * (F.relu(1 - logits_real.float()).mean() + F.relu(1 + logits_fake.float()).mean())
+
+
+def hinge_g_loss(logits_fake: torch.Tensor) -> torch.Tensor:
+    """Generator side of the hinge GAN."""
+    return -logits_fake.float().mean()
+
+
+def adaptive_gan_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor,
+                        max_weight: float = 1e4) -> torch.Tensor:
+    """taming-transformers' balance ``||grad_w rec|| / ||grad_w gan||`` at the decoder's last layer ``w``,
+    clamped to [0, max_weight] and detached (the graph is kept for the real backward pass)."""
+    rec_grad = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
+    gan_grad = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)[0]
+    weight = rec_grad.float().norm() / (gan_grad.float().norm() + 1e-4)
+    return weight.clamp(0.0, max_weight).detach()

@@ -1,0 +1,271 @@
+"""Restore faces in images: the driver behind ``sample.py`` and the evaluation helpers.
+
+``FaceRestorer(pipeline, options)`` restores
+
+- aligned faces (``restore_aligned``): resized to the model's resolution if needed, restored as is;
+- whole photos (``restore_photo`` / ``restore_photos``): MTCNN finds every face, each is aligned to
+  the pipeline's template at its resolution, ALL faces of all the photos given are restored together
+  in batches of ``batch_size``, then warped back and blended with a feathered mask into the photo
+  upscaled (bicubic) by ``upscale``. A photo without faces comes back upscaled and otherwise unchanged.
+
+With ``aligned=None`` (the default) each image is classified on its own: it is treated as an aligned
+face when it is square and MTCNN finds either no face (too degraded to detect) or exactly one face
+whose landmarks already sit on the model's template (scaled to the image size) within a tolerance;
+otherwise it is a whole photo. Force a mode with ``aligned=True`` / ``False`` (``--aligned`` / ``--whole``).
+
+Every face gets its own random generator seeded from ``seed`` and a key (the file's relative path and
+the face's index), so a face's result does not depend on the batch it was restored in, on the order
+of the files, or on whether an interrupted run was resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from .faces import DetectedFace, FaceDetector, align_faces, alignment_matrix, paste_faces, upscale_image
+from .geometry import similarity_transform
+from .io import pil_to_tensor, tensor_to_pil
+
+logger = logging.getLogger(__name__)
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+DEFAULT_MODEL = PRETRAINED_DIR / "utkface128"
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class SampleConfig:
+    """Options of ``sample.py`` (presets in ``configs/sample/*.yaml``; any key can be overridden)."""
+
+    model: Optional[str] = None  # a pipeline folder; None = the bundled diffrestore/pretrained/utkface128
+    steps: int = 50  # reverse steps S over [0, start_t]
+    start_t: int = 400  # DifFace's N (of 1000): larger = more realism, less fidelity to the backbone estimate
+    sampler: str = "ddim"  # ddim | ddpm
+    eta: float = 0.0  # DDIM stochasticity (ddim only)
+    guidance: float = 0.0  # identity-guidance step (latent units per guided step); 0 = off
+    guidance_every: int = 1
+    guidance_range: List[float] = field(default_factory=lambda: [0.0, 1.0])  # fraction of the trajectory
+    guidance_schedule: str = "constant"  # constant | sigma
+    mask: str = "learned"  # learned | full | off
+    cfg_scale: float = 1.0  # classifier-free guidance on E(y) (models trained with condition dropout)
+    start_from: str = "backbone"  # backbone | lq | noise
+    condition: Optional[bool] = None  # None = as the model was trained; false = zero condition
+    seed: int = 0
+    batch_size: int = 16  # faces per forward pass
+    device: str = "auto"  # auto (cuda, mps, cpu) | cuda | cuda:1 | mps | cpu
+    dtype: str = "auto"  # auto (bf16 on cuda, fp32 elsewhere) | fp32 | fp16 | bf16
+    aligned: Optional[bool] = None  # True: inputs are aligned faces; False: whole photos; None: per image
+    upscale: float = 1.0  # output scale of whole photos (bicubic background) and of aligned faces
+    feather: float = 0.06  # soft border of pasted faces, fraction of the face size
+    min_face_size: int = 20  # MTCNN: smallest face, pixels
+    detection_threshold: float = 0.9  # MTCNN: minimum face score
+    save_comparison: bool = False  # also write <name>_comparison<ext>: LQ | restored
+    overwrite: bool = False
+
+
+@dataclass
+class Restoration:
+    image: Image.Image
+    num_faces: int
+    mode: str  # "aligned" | "whole"
+    note: str = ""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose auto or one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+def load_pipeline(model: Optional[str | Path], dtype: Optional[torch.dtype] = None):
+    """Load a pipeline folder (``None``: the bundled model), with a clear error when it is missing."""
+    from .pipeline import DiffRestorePipeline
+
+    path = Path(model) if model else DEFAULT_MODEL
+    if not (path / "model_index.json").is_file():
+        hint = ""
+        if not model:
+            hint = (" The bundled model is not there yet: train the stages (train.py) and put them together with "
+                    "`diffrestore-assemble --vqgan DIR --unet DIR --backbone DIR [--identity DIR --irn DIR "
+                    f"--mask DIR] --model-config configs/model/default128.yaml --out {DEFAULT_MODEL}`, "
+                    "or pass --model DIR (model=DIR) naming a pipeline folder.")
+        raise FileNotFoundError(f"{path}: not a pipeline folder (no model_index.json).{hint}")
+    return DiffRestorePipeline.from_pretrained(str(path), dtype=dtype)
+
+
+def face_seed(seed: int, key: str) -> int:
+    return (int(seed) + zlib.crc32(key.encode("utf-8"))) % (2 ** 63)
+
+
+def _resize(image: Tensor, size: int) -> Tensor:
+    """(3, H, W) -> (3, size, size), bicubic with antialiasing when shrinking."""
+    if image.shape[-2:] == (size, size):
+        return image
+    shrink = min(image.shape[-2:]) > size
+    out = F.interpolate(image[None], size=(size, size), mode="bicubic", align_corners=False, antialias=shrink)
+    return out[0].clamp(-1, 1)
+
+
+class FaceRestorer:
+    def __init__(self, pipeline, options: SampleConfig, detector: Optional[FaceDetector] = None) -> None:
+        self.options = options
+        self.device = resolve_device(options.device)
+        dtype = resolve_dtype(options.dtype, self.device)
+        if pipeline.dtype != dtype:
+            pipeline.cast(dtype)
+        self.pipeline = pipeline.to(self.device)
+        self.pipeline.set_progress_bar_config(disable=True)
+        self.resolution = int(pipeline.config.resolution)
+        template = pipeline.config.template
+        self.template = None if template is None else np.asarray(template, dtype=np.float64)
+        # MTCNN runs on the CPU unless a GPU is in use: it is small and its CPU path is robust.
+        self.detector = detector or FaceDetector("cuda" if self.device.type == "cuda" else "cpu",
+                                                 options.min_face_size, options.detection_threshold)
+
+    @classmethod
+    def from_options(cls, options: SampleConfig) -> "FaceRestorer":
+        device = resolve_device(options.device)
+        return cls(load_pipeline(options.model, resolve_dtype(options.dtype, device)), options)
+
+    # ----------------------------------------------------------------------------------------------
+    # the model
+
+    def _restore_faces(self, faces: Tensor, keys: Sequence[str]) -> Tensor:
+        """(N, 3, R, R) aligned faces -> restored (N, 3, R, R) float32 on the CPU, in batches."""
+        o = self.options
+        out = []
+        for start in range(0, len(faces), o.batch_size):
+            chunk = faces[start:start + o.batch_size].to(self.device)
+            generators = [torch.Generator().manual_seed(face_seed(o.seed, key))
+                          for key in keys[start:start + o.batch_size]]
+            restored = self.pipeline(
+                chunk, steps=o.steps, start_t=o.start_t, sampler=o.sampler, eta=o.eta, guidance=o.guidance,
+                guidance_every=o.guidance_every, guidance_range=tuple(o.guidance_range),
+                guidance_schedule=o.guidance_schedule, mask=o.mask, cfg_scale=o.cfg_scale,
+                start_from=o.start_from, condition=o.condition, generator=generators,
+            )
+            out.append(restored.float().cpu())
+        return torch.cat(out) if out else faces.new_zeros((0, 3, self.resolution, self.resolution))
+
+    # ----------------------------------------------------------------------------------------------
+    # public API
+
+    def restore_aligned(self, images: Sequence[Image.Image | Tensor], keys: Optional[Sequence[str]] = None
+                        ) -> list[Tensor]:
+        """Aligned faces (PIL or (3, H, W) tensors in [-1, 1], any size) -> restored (3, R, R) tensors."""
+        keys = list(keys) if keys is not None else [str(i) for i in range(len(images))]
+        tensors = [pil_to_tensor(im) if isinstance(im, Image.Image) else im.float().cpu() for im in images]
+        if not tensors:
+            return []
+        batch = torch.stack([_resize(t, self.resolution) for t in tensors])
+        return list(self._restore_faces(batch, keys))
+
+    def restore_photo(self, photo: Image.Image, key: str = "0") -> tuple[Image.Image, int]:
+        """A whole photo -> (restored photo upscaled by ``upscale``, number of faces restored)."""
+        result = self.restore_photos([photo], [key], aligned=False)[0]
+        return result.image, result.num_faces
+
+    def restore_photos(self, photos: Sequence[Image.Image], keys: Optional[Sequence[str]] = None,
+                       aligned: Optional[bool] = None) -> list[Restoration]:
+        """Restore several images at once (every face of every photo batched together).
+        ``aligned``: True / False forces the mode, None decides per image (see the module docstring)."""
+        keys = list(keys) if keys is not None else [str(i) for i in range(len(photos))]
+        plans = [self._plan(photo, aligned) for photo in photos]
+        face_batches, face_keys = [], []
+        for photo, key, (mode, matrices) in zip(photos, keys, plans):
+            if mode == "aligned":
+                face_batches.append(_resize(pil_to_tensor(photo), self.resolution)[None])
+                face_keys.append(key)
+            elif matrices:
+                face_batches.append(align_faces(pil_to_tensor(photo), matrices, self.resolution))
+                face_keys += [f"{key}#{i}" for i in range(len(matrices))]
+        restored = self._restore_faces(torch.cat(face_batches), face_keys) if face_batches else None
+
+        results, used = [], 0
+        for photo, (mode, matrices) in zip(photos, plans):
+            if mode == "aligned":
+                face = restored[used]
+                used += 1
+                results.append(Restoration(tensor_to_pil(self._upscale_face(face)), 1, mode))
+                continue
+            faces = restored[used:used + len(matrices)] if matrices else None
+            used += len(matrices)
+            results.append(self._paste(photo, faces, matrices))
+        return results
+
+    # ----------------------------------------------------------------------------------------------
+    # helpers
+
+    def _upscale_face(self, face: Tensor) -> Tensor:
+        size = round(self.resolution * self.options.upscale)
+        return _resize(face, size)
+
+    def _plan(self, photo: Image.Image, aligned: Optional[bool]) -> tuple[str, list[np.ndarray]]:
+        if aligned:
+            return "aligned", []
+        if self.template is None:
+            if aligned is False:
+                raise ValueError("this pipeline has no face template (config.template): whole photos cannot be aligned")
+            return "aligned", []
+        detected = self.detector.detect(photo)
+        if aligned is None and self.looks_aligned(photo, detected):
+            return "aligned", []
+        return "whole", [alignment_matrix(face.landmarks, self.template) for face in detected]
+
+    def looks_aligned(self, photo: Image.Image, detected: Sequence[DetectedFace]) -> bool:
+        """Square, and no face found or one face already on the template (scaled to the image)."""
+        if photo.width != photo.height:
+            return False
+        if not detected:
+            return True
+        if len(detected) != 1 or self.template is None:
+            return False
+        template = self.template * (photo.width / self.resolution)
+        matrix = similarity_transform(detected[0].landmarks, template)
+        scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+        angle = float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
+        centre = (photo.width - 1) / 2
+        shift = np.linalg.norm(matrix[:, :2] @ [centre, centre] + matrix[:, 2] - centre) / photo.width
+        return abs(np.log(scale)) < 0.15 and abs(angle) < 10 and shift < 0.08
+
+    def _paste(self, photo: Image.Image, faces: Optional[Tensor], matrices: list[np.ndarray]) -> Restoration:
+        o = self.options
+        device = self.device if self.device.type == "cuda" else torch.device("cpu")
+        background = upscale_image(pil_to_tensor(photo).to(device), o.upscale)
+        if not matrices:
+            return Restoration(tensor_to_pil(background), 0, "whole",
+                               "no face found: saved the photo upscaled, otherwise unchanged")
+        pasted = paste_faces(background, faces.to(device), matrices, o.upscale, o.feather)
+        return Restoration(tensor_to_pil(pasted), len(matrices), "whole")
+
+
+def comparison_image(lq: Image.Image, restored: Image.Image) -> Image.Image:
+    """LQ (resized to the restored image's size) | restored, side by side."""
+    left = lq.resize(restored.size, Image.BICUBIC) if lq.size != restored.size else lq
+    canvas = Image.new("RGB", (restored.width * 2, restored.height))
+    canvas.paste(left, (0, 0))
+    canvas.paste(restored, (restored.width, 0))
+    return canvas

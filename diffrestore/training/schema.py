@@ -1,0 +1,66 @@
+"""Schema of a training config (``configs/train/*.yaml``), validated by :func:`diffrestore.config.load_config`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+from ..builders import ModelConfig
+from ..degradations import DegradationConfig
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 500
+    lr_schedule: str = "cosine"  # any name of diffusers.optimization.get_scheduler
+    max_grad_norm: float = 1.0  # <= 0 disables clipping
+
+
+@dataclass
+class DataConfig:
+    hq_dir: str = MISSING
+    val_dir: Optional[str] = None
+    flip: bool = True
+    num_workers: int = 4
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    teacher_embeddings: Optional[str] = None
+
+
+@dataclass
+class PretrainedConfig:
+    """Exported component folders (``save_pretrained``) a stage uses frozen."""
+
+    vqgan: Optional[str] = None
+    backbone: Optional[str] = None
+    identity: Optional[str] = None
+    irn: Optional[str] = None
+    unet: Optional[str] = None
+
+
+@dataclass
+class TrainConfig:
+    stage: str = MISSING
+    output_dir: str = MISSING
+    seed: int = 0
+    max_steps: int = 10000
+    batch_size: int = 32  # per process
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    gradient_accumulation_steps: int = 1
+    ema_decay: float = 0.999
+    checkpoint_every: int = 1000
+    keep_last: int = 3
+    sample_every: int = 1000
+    log_every: int = 50
+    log_with: str = "tensorboard"  # tensorboard | none
+    resume: Optional[str] = None  # "latest" or a checkpoint directory
+    debug_record_indices: bool = False  # write the sample indices each rank consumes (tests, audits)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
+    loss: Dict[str, Any] = field(default_factory=dict)  # stage-specific, validated by the stage

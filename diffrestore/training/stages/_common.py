@@ -1,0 +1,124 @@
+"""Pieces every stage uses: loss-config validation, datasets, frozen components, fp16 export, grids."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers import VQModel
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from torchvision.utils import make_grid
+
+from ...builders import ModelConfig, latent_shape, load_template
+from ...config import ConfigError, merge_config
+from ...data import HQFaceDataset, PairedFaceDataset
+from ...metrics import _hub_checkpoint
+from ...models import FacenetIdentity, IdentityNet, RestorationNet
+
+if TYPE_CHECKING:
+    from ..schema import TrainConfig
+
+FACENET_VGGFACE2_FILE = "20180402-114759-vggface2.pt"
+
+
+def loss_config(schema: type, cfg: TrainConfig) -> DictConfig:
+    """``cfg.loss`` checked against the stage's schema: an unknown key or a wrong type names the key."""
+    return merge_config(schema, cfg.loss, source="loss")
+
+
+def hq_dataset(cfg: TrainConfig, root: str) -> HQFaceDataset:
+    return HQFaceDataset(root, cfg.model.resolution, flip=cfg.data.flip, seed=cfg.seed)
+
+
+def paired_dataset(cfg: TrainConfig, root: str, flip: bool | None = None) -> PairedFaceDataset:
+    return PairedFaceDataset(root, cfg.model.resolution, cfg.data.degradation, seed=cfg.seed,
+                             flip=cfg.data.flip if flip is None else flip)
+
+
+def paired_val_dataset(cfg: TrainConfig) -> PairedFaceDataset | None:
+    """Fixed (unflipped, seeded) pairs of ``data.val_dir`` for the sample grids."""
+    return paired_dataset(cfg, cfg.data.val_dir, flip=False) if cfg.data.val_dir else None
+
+
+def pretrained_path(cfg: TrainConfig, name: str) -> str:
+    """The folder ``pretrained.<name>``; an error naming the key when it is unset or missing."""
+    path = getattr(cfg.pretrained, name)
+    if not path:
+        raise ConfigError(f"config key 'pretrained.{name}': the {cfg.stage} stage needs a trained {name} "
+                          f"(the folder its stage exported)")
+    if not (Path(path) / "config.json").is_file():
+        raise ConfigError(f"config key 'pretrained.{name}': {path}: not a saved model folder (no config.json)")
+    return str(path)
+
+
+def load_vqgan(cfg: TrainConfig) -> VQModel:
+    """The frozen VQGAN of ``pretrained.vqgan``, checked against the model config's latent shape."""
+    path = pretrained_path(cfg, "vqgan")
+    vqgan = VQModel.from_pretrained(path, torch_dtype=torch.float32)
+    channels, height, _ = latent_shape(cfg.model)
+    got = vqgan.config.vq_embed_dim or vqgan.config.latent_channels
+    factor = 2 ** (len(vqgan.config.block_out_channels) - 1)
+    if got != channels or cfg.model.resolution // factor != height:
+        raise ConfigError(f"config key 'pretrained.vqgan': {path} has {got}-channel latents at 1/{factor} "
+                          f"resolution; the model config expects {channels} channels of {height}x{height}")
+    return vqgan
+
+
+def load_backbone(cfg: TrainConfig) -> nn.Module:
+    return RestorationNet.from_pretrained(pretrained_path(cfg, "backbone"), torch_dtype=torch.float32)
+
+
+def load_irn(cfg: TrainConfig) -> nn.Module:
+    return IdentityNet.from_pretrained(pretrained_path(cfg, "irn"), torch_dtype=torch.float32)
+
+
+def load_identity_network(spec: str, model_cfg: ModelConfig) -> nn.Module:
+    """The frozen identity network phi named by ``pretrained.identity``:
+
+    - a folder saved by the identity stage (``IdentityNet``), or
+    - ``facenet`` / ``facenet:WEIGHTS.pt``: facenet-pytorch's InceptionResnetV1 with its published
+      vggface2 weights, from the torch hub cache or the given state-dict file (never downloaded here).
+    """
+    if spec == "facenet" or spec.startswith("facenet:"):
+        weights = Path(spec.split(":", 1)[1]) if ":" in spec else _hub_checkpoint(FACENET_VGGFACE2_FILE)
+        if not weights.is_file():
+            raise ConfigError(f"config key 'pretrained.identity': {weights}: facenet vggface2 weights not found "
+                              "(they are not downloaded at training time; pass facenet:/path/to/weights.pt)")
+        template = load_template(model_cfg.template, model_cfg.resolution)
+        return FacenetIdentity(template, model_cfg.resolution, weights_path=str(weights))
+    if not (Path(spec) / "config.json").is_file():
+        raise ConfigError(f"config key 'pretrained.identity': {spec}: neither an IdentityNet folder nor "
+                          "'facenet[:weights.pt]'")
+    return IdentityNet.from_pretrained(spec, torch_dtype=torch.float32)
+
+
+def require_identity(cfg: TrainConfig) -> str:
+    spec = cfg.pretrained.identity
+    if not spec:
+        raise ConfigError(f"config key 'pretrained.identity': the {cfg.stage} stage needs an identity network "
+                          "(the identity stage's export, or facenet[:weights.pt])")
+    return spec
+
+
+def save_fp16(model: nn.Module, folder: Path) -> None:
+    """``save_pretrained`` of a half-precision copy (the trained model itself is left as it is)."""
+    copy.deepcopy(model).half().save_pretrained(folder, safe_serialization=True, max_shard_size="15MB")
+
+
+def image_rows(rows: Sequence[Tensor], max_images: int = 8) -> Tensor:
+    """Rows of image batches (each (B, 3, H, W) in [-1, 1]) as one (3, H', W') grid."""
+    n = min(max_images, rows[0].shape[0])
+    images = torch.cat([r[:n].float().clamp(-1, 1).cpu() for r in rows])
+    return make_grid(images, nrow=n, padding=2, pad_value=-1.0)
+
+
+def similarity_panel(a: Tensor, b: Tensor, width: int) -> Tensor:
+    """Cosine similarities of embeddings ``a`` (rows) and ``b`` (columns) as a grey (3, width, width)
+    image in [-1, 1]; a bright diagonal means each face is recognised as itself."""
+    sim = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
+    panel = F.interpolate(sim[None, None].cpu(), size=(width, width), mode="nearest")[0]
+    return panel.expand(3, width, width)

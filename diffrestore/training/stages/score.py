@@ -1,0 +1,95 @@
+"""Stage ``score``: the latent score model (``UNet2DModel``, epsilon prediction) on a frozen VQGAN's
+scaled latents of HQ faces; conditional (CLR-Face) when ``model.condition``: the input is
+``cat([z_t, c])`` with ``c`` the scaled latent of the degraded face, dropped to zeros with
+probability ``loss.condition_dropout`` so that classifier-free guidance is possible."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from samplers import difface_sample, unet_eps_model
+
+from ...builders import build_scheduler, build_unet
+from ..stage import Losses, Stage
+from ._common import (hq_dataset, image_rows, load_vqgan, loss_config, paired_dataset, paired_val_dataset,
+                      save_fp16)
+
+
+@dataclass
+class ScoreLoss:
+    condition_dropout: float = 0.1  # probability of training a sample unconditionally (c = 0)
+    sample_steps: int = 25  # DDIM steps of the sample grid (from pure noise at t = T - 1)
+
+
+class ScoreStage(Stage):
+    ema_names = ("unet",)
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.loss_cfg = loss_config(ScoreLoss, cfg)
+        if not 0.0 <= self.loss_cfg.condition_dropout <= 1.0:
+            raise ValueError(f"config key 'loss.condition_dropout': {self.loss_cfg.condition_dropout} is not in [0, 1]")
+        self.scheduler = build_scheduler(cfg.model)
+        self.condition = cfg.model.condition
+
+    def build_models(self) -> dict[str, nn.Module]:
+        return {"unet": build_unet(self.cfg.model)}
+
+    def build_frozen(self) -> dict[str, nn.Module]:
+        return {"vqgan": load_vqgan(self.cfg)}
+
+    def train_dataset(self) -> Dataset:
+        if self.condition:
+            return paired_dataset(self.cfg, self.cfg.data.hq_dir)
+        return hq_dataset(self.cfg, self.cfg.data.hq_dir)
+
+    def val_dataset(self) -> Dataset | None:
+        if not self.cfg.data.val_dir:
+            return None
+        if self.condition:
+            return paired_val_dataset(self.cfg)
+        return hq_dataset(self.cfg, self.cfg.data.val_dir)
+
+    @staticmethod
+    def _latents(vqgan: nn.Module, images: Tensor) -> Tensor:
+        return vqgan.encode(images).latents.float() * vqgan.config.scaling_factor
+
+    def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
+        vqgan = frozen["vqgan"]
+        with torch.no_grad():
+            z0 = self._latents(vqgan, batch["hq"])
+            cond = self._latents(vqgan, batch["lq"]) if self.condition else None
+        noise = torch.randn_like(z0)
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (z0.shape[0],), device=z0.device)
+        z_t = self.scheduler.add_noise(z0, noise, t)
+        if cond is not None:
+            keep = torch.rand(z0.shape[0], 1, 1, 1, device=z0.device) >= self.loss_cfg.condition_dropout
+            z_t = torch.cat([z_t, cond * keep], dim=1)
+        eps = models["unet"](z_t, t).sample
+        loss = F.mse_loss(eps.float(), noise)
+        return {"unet": (loss, {"eps_mse": loss.detach()})}
+
+    def make_grid(self, models, frozen, batch: dict[str, Tensor]) -> Tensor:
+        vqgan, unet = frozen["vqgan"], models["unet"]
+        hq = batch["hq"][:8]
+        z0 = self._latents(vqgan, hq)
+        cond = self._latents(vqgan, batch["lq"][:8]) if self.condition else None
+        generator = torch.Generator(z0.device).manual_seed(self.cfg.seed)
+        z = difface_sample(unet_eps_model(unet, cond), z0, self.scheduler, pure_noise=True,
+                           start_t=self.scheduler.config.num_train_timesteps - 1,
+                           steps=self.loss_cfg.sample_steps, generator=generator)
+
+        def decode(latents: Tensor) -> Tensor:
+            return vqgan.decode(latents / vqgan.config.scaling_factor).sample
+
+        rows = [decode(z), decode(z0), hq]
+        return image_rows(([batch["lq"][:8]] if self.condition else []) + rows)
+
+    def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
+        save_fp16(models["unet"], out_dir / "unet")

@@ -1,0 +1,162 @@
+"""Stage ``vqgan``: ``diffusers.VQModel`` (encoder, codebook, decoder) on HQ faces.
+
+Loss (taming-transformers / CodeFormer): L1 + perceptual/structural (LPIPS where it runs offline,
+1 - SSIM otherwise) + codebook/commitment (VQModel's ``commit_loss``) + PatchGAN hinge loss, weighted
+adaptively by the ratio of gradient norms at the decoder's last layer and off before
+``loss.gan_start_step``. Codebook entries unused for ``loss.dead_code_every`` steps are restarted from
+random encoder outputs (f=4 codebooks collapse otherwise in short runs). No EMA: a VQGAN is used
+as trained (taming-transformers, CodeFormer), and an average of codebooks that were restarted is
+not a codebook. The export sets ``scaling_factor`` to 1 / std of the pre-quantization latents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import gather, reduce
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from ...builders import build_discriminator, build_vqgan
+from ...losses import adaptive_gan_weight, build_perceptual_loss, hinge_d_loss, hinge_g_loss
+from ..stage import Losses, Stage
+from ._common import hq_dataset, image_rows, loss_config, save_fp16
+
+
+@dataclass
+class VQGANLoss:
+    l1_weight: float = 1.0
+    perceptual: str = "auto"  # ssim | lpips | auto (LPIPS where its package and weights exist)
+    perceptual_weight: float = 1.0
+    codebook_weight: float = 1.0
+    gan_weight: float = 0.5  # times the adaptive weight
+    gan_start_step: int = 5000  # the discriminator is neither called nor trained before this step
+    adaptive_weight_max: float = 1e4
+    dead_code_every: int = 100  # restart codes unused over this many steps; 0 disables restarts
+    scale_images: int = 512  # training images that measure the latent std for scaling_factor
+
+
+class CodebookRestarter:
+    """Counts code usage (summed over processes) and re-initialises the codes no batch used over
+    ``every`` steps from random encoder outputs (the same choice on every process)."""
+
+    def __init__(self, num_codes: int, every: int, seed: int) -> None:
+        self.num_codes, self.every, self.seed = num_codes, every, seed
+        self.counts: Tensor | None = None
+        self.tokens: Tensor | None = None  # the latest pre-quantization latents, (N, C)
+        self.steps_seen: set[int] = set()
+        self.last_restart = -1
+
+    def observe(self, step: int, latents: Tensor, indices: Tensor) -> None:
+        counts = torch.bincount(indices.flatten(), minlength=self.num_codes)
+        self.counts = counts if self.counts is None else self.counts + counts
+        self.tokens = latents.detach().float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+        self.steps_seen.add(step)
+
+    def maybe_restart(self, step: int, codebook: nn.Embedding) -> int:
+        """At the first micro-batch of every ``every``-th step, before the forward pass; returns how
+        many codes were restarted. Collective: every process calls it at the same steps."""
+        if (self.every <= 0 or step % self.every or step == self.last_restart or self.counts is None
+                or len(self.steps_seen) < self.every):
+            return 0
+        self.last_restart = step
+        counts = reduce(self.counts, reduction="sum")
+        tokens = gather(self.tokens)
+        self.counts, self.steps_seen = None, set()
+        dead = torch.nonzero(counts == 0).flatten()
+        if dead.numel() == 0:
+            return 0
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        pick = torch.randperm(tokens.shape[0], generator=generator)[: dead.numel()].to(tokens.device)
+        dead = dead[: pick.numel()]
+        with torch.no_grad():
+            codebook.weight[dead] = tokens[pick].to(codebook.weight.dtype)
+        return int(dead.numel())
+
+
+class VQGANStage(Stage):
+    ema_names = ()
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.loss_cfg = loss_config(VQGANLoss, cfg)
+        self.perceptual = build_perceptual_loss(self.loss_cfg.perceptual)
+        self.restarter = CodebookRestarter(cfg.model.vqgan["num_vq_embeddings"], self.loss_cfg.dead_code_every,
+                                           cfg.seed)
+        self._captured: dict[str, Tensor] = {}
+        self._hooked: set[int] = set()
+
+    def build_models(self) -> dict[str, nn.Module]:
+        return {"vqgan": build_vqgan(self.cfg.model), "discriminator": build_discriminator(self.cfg.model)}
+
+    def train_dataset(self) -> Dataset:
+        return hq_dataset(self.cfg, self.cfg.data.hq_dir)
+
+    def val_dataset(self) -> Dataset | None:
+        return hq_dataset(self.cfg, self.cfg.data.val_dir) if self.cfg.data.val_dir else None
+
+    def _capture_quantizer(self, vqgan: nn.Module) -> None:
+        """VQModel's forward hides the code indices: read them (and the latents) off its quantizer."""
+        if id(vqgan) in self._hooked:
+            return
+
+        def hook(module: nn.Module, inputs: tuple, output: tuple) -> None:
+            self._captured = {"latents": inputs[0].detach(), "indices": output[2][2].detach()}
+
+        vqgan.quantize.register_forward_hook(hook)
+        self._hooked.add(id(vqgan))
+
+    def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
+        lc = self.loss_cfg
+        vqgan = self.unwrap(models["vqgan"])
+        self._capture_quantizer(vqgan)
+        restarted = self.restarter.maybe_restart(step, vqgan.quantize.embedding)
+
+        hq = batch["hq"]
+        out = models["vqgan"](hq)  # through the (DDP) wrapper's forward
+        rec, commit = out.sample, out.commit_loss.float().mean()
+        self.restarter.observe(step, self._captured["latents"], self._captured["indices"])
+
+        l1 = F.l1_loss(rec.float(), hq.float())
+        perceptual = self.perceptual(rec, hq)
+        nll = lc.l1_weight * l1 + lc.perceptual_weight * perceptual
+        loss = nll + lc.codebook_weight * commit
+        used = (torch.bincount(self._captured["indices"].flatten(), minlength=self.restarter.num_codes) > 0)
+        logs = {"l1": l1.detach(), "perceptual": perceptual.detach(), "commit": commit.detach(),
+                "codes_used": used.float().sum(), "codes_restarted": torch.tensor(float(restarted))}
+        losses: Losses = {}
+        if lc.gan_weight > 0 and step >= lc.gan_start_step:
+            # One discriminator pass over real and (non-detached) fake: the trainer sends each loss
+            # only into its own model, so the fake's logits serve both losses.
+            logits = models["discriminator"](torch.cat([hq, rec]))
+            logits_real, logits_fake = logits.float().chunk(2)
+            g_loss = hinge_g_loss(logits_fake)
+            weight = adaptive_gan_weight(nll, g_loss, vqgan.decoder.conv_out.weight, lc.adaptive_weight_max)
+            loss = loss + lc.gan_weight * weight * g_loss
+            d_loss = hinge_d_loss(logits_real, logits_fake)
+            logs.update(g_loss=g_loss.detach(), adaptive_weight=weight)
+            losses["discriminator"] = (d_loss, {"logits_real": logits_real.detach().mean(),
+                                                "logits_fake": logits_fake.detach().mean()})
+        return {"vqgan": (loss, logs), **losses}
+
+    def make_grid(self, models, frozen, batch: dict[str, Tensor]) -> Tensor:
+        rec = models["vqgan"](batch["hq"]).sample
+        return image_rows([batch["hq"], rec, (rec - batch["hq"]).abs() * 2 - 1])
+
+    @torch.no_grad()
+    def latent_std(self, vqgan: nn.Module) -> float:
+        """Std of the pre-quantization latents over the first ``loss.scale_images`` training images."""
+        dataset = hq_dataset(self.cfg, self.cfg.data.hq_dir)
+        n = min(self.loss_cfg.scale_images, len(dataset))
+        loader = DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=min(64, n))
+        device = next(vqgan.parameters()).device
+        latents = torch.cat([vqgan.encode(b["hq"].to(device)).latents.float() for b in loader])
+        return float(latents.std())
+
+    def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
+        vqgan = models["vqgan"]
+        vqgan.register_to_config(scaling_factor=1.0 / self.latent_std(vqgan))
+        save_fp16(vqgan, out_dir / "vqgan")

@@ -1,0 +1,403 @@
+"""The generic training loop: one code path for CPU, one GPU and many (DDP) through HuggingFace Accelerate.
+
+What a stage can rely on (gradient isolation between optimizers, DDP rules, what must be seeded for
+an exact resume) is documented in :mod:`diffrestore.training.stage`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import (DistributedDataParallelKwargs, GradientAccumulationPlugin, ProjectConfiguration,
+                              set_seed)
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from tqdm.auto import tqdm
+
+from ..config import ConfigError
+from ..io import save_image
+from . import checkpoint as ckpt
+from .schema import TrainConfig
+from .stage import Stage
+
+logger = logging.getLogger(__name__)
+
+MIXED_PRECISION = ("no", "fp16", "bf16")
+LOG_WITH = ("tensorboard", "none")
+GRID_ITEMS = 8  # images in a sample grid
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation of ``range(n)`` that depends only on ``(seed, epoch)``, identical on every process
+    (accelerate shards the batches), so the data order survives a restart."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class Trainer:
+    """Trains ``stage`` as configured by ``cfg``; :meth:`train` returns the export folder."""
+
+    def __init__(self, cfg: TrainConfig | DictConfig, stage: Stage) -> None:
+        self.cfg = cfg
+        self.stage = stage
+        self._check_config()
+        self.output_dir = Path(cfg.output_dir)
+        self.ckpt_root = self.output_dir / "checkpoints"
+        self.accum = cfg.gradient_accumulation_steps
+        self.accelerator = Accelerator(
+            mixed_precision=cfg.mixed_precision,
+            gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=self.accum, sync_with_dataloader=False),
+            log_with=None if cfg.log_with == "none" else cfg.log_with,
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir),
+                                                logging_dir=str(self.output_dir / "tb")),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=stage.find_unused_parameters)],
+            step_scheduler_with_optimizer=False,
+        )
+        # Different seeds per process: the data differs anyway, and noise in compute_losses should too.
+        # Initial weights are broadcast from process 0 when the models are wrapped in DDP.
+        set_seed(cfg.seed, device_specific=True)
+        self.step = 0
+        self._build()
+
+    # ---------------------------------------------------------------- setup
+    def _check_config(self) -> None:
+        cfg = self.cfg
+        if cfg.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"config key 'mixed_precision': {cfg.mixed_precision!r} is not one of {MIXED_PRECISION}")
+        if cfg.log_with not in LOG_WITH:
+            raise ConfigError(f"config key 'log_with': {cfg.log_with!r} is not one of {LOG_WITH}")
+        for key in ("max_steps", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "sample_every",
+                    "log_every"):
+            if getattr(cfg, key) < 1:
+                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(cfg, key)}")
+        if not 0.0 <= cfg.ema_decay <= 1.0:
+            raise ConfigError(f"config key 'ema_decay': must be in [0, 1], got {cfg.ema_decay}")
+
+    def _build(self) -> None:
+        acc, cfg, stage = self.accelerator, self.cfg, self.stage
+        models = stage.build_models()
+        if not models:
+            raise ValueError(f"stage {cfg.stage!r}: build_models() returned no models")
+        unknown = set(stage.ema_names) - set(models)
+        if unknown:
+            raise ValueError(f"stage {cfg.stage!r}: ema_names {sorted(unknown)} are not trainable models")
+        self.frozen = {name: m.eval().requires_grad_(False).to(acc.device) for name, m in stage.build_frozen().items()}
+
+        optimizers = [torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=cfg.optim.lr,
+                                        betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
+                      for m in models.values()]
+        self.schedulers = [get_scheduler(cfg.optim.lr_schedule, opt, num_warmup_steps=cfg.optim.warmup_steps,
+                                         num_training_steps=cfg.max_steps) for opt in optimizers]
+
+        self.train_set = stage.train_dataset()
+        self.sampler = EpochShuffle(len(self.train_set), cfg.seed)
+        # Worker seeds come from this generator (re-seeded per epoch), not from the global RNG, so
+        # creating a DataLoader iterator after a resume does not shift the global random stream.
+        self.loader_generator = torch.Generator()
+        loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=self.sampler, drop_last=True,
+                            num_workers=cfg.data.num_workers, pin_memory=acc.device.type == "cuda",
+                            generator=self.loader_generator)
+
+        prepared = acc.prepare(*models.values(), *optimizers, loader)
+        n = len(models)
+        self.models: dict[str, nn.Module] = dict(zip(models, prepared[:n]))
+        self.optimizers = dict(zip(models, prepared[n:2 * n]))
+        self.loader = prepared[-1]
+        self.batches_per_epoch = len(self.loader)
+        if self.batches_per_epoch < 1:
+            raise ValueError(f"{cfg.data.hq_dir}: {len(self.train_set)} training images are fewer than one batch of "
+                             f"{cfg.batch_size} per process x {acc.num_processes} processes")
+        self.params = {name: [p for p in m.parameters() if p.requires_grad] for name, m in self.models.items()}
+        self.emas = {name: EMAModel(self.params[name], decay=cfg.ema_decay) for name in stage.ema_names}
+        acc.register_for_checkpointing(*self.schedulers, *self.emas.values(), stage)
+        self.grid_batch = self._fixed_batch()
+
+    def _fixed_batch(self) -> dict[str, Tensor]:
+        """The images of every sample grid: the first items of the validation set, else of the training set."""
+        dataset: Dataset | None = self.stage.val_dataset()
+        if dataset is None or len(dataset) == 0:
+            dataset = self.train_set
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(0)
+        items = [dataset[i] for i in range(min(GRID_ITEMS, len(dataset)))]
+        return {k: v.to(self.accelerator.device) if isinstance(v, Tensor) else v
+                for k, v in default_collate(items).items()}
+
+    def unwrap(self, name: str) -> nn.Module:
+        return self.accelerator.unwrap_model(self.models[name])
+
+    # ---------------------------------------------------------------- checkpoints
+    def _resume(self) -> None:
+        acc, cfg = self.accelerator, self.cfg
+        if acc.is_main_process:
+            removed = ckpt.remove_partial(self.ckpt_root)
+            if removed:
+                logger.warning("removed interrupted checkpoint saves: %s", ", ".join(p.name for p in removed))
+        acc.wait_for_everyone()
+        if cfg.resume is None:
+            if ckpt.list_checkpoints(self.ckpt_root):
+                raise ConfigError(f"{self.ckpt_root}: holds checkpoints of an earlier run; pass --resume latest "
+                                  f"(resume=latest) to continue it, or choose another output_dir")
+            return
+        if cfg.resume == "latest":
+            path = ckpt.latest_checkpoint(self.ckpt_root)
+            if path is None:
+                acc.print(f"no checkpoint in {self.ckpt_root}: starting from scratch")
+                return
+        else:
+            path = Path(cfg.resume)
+        state = ckpt.read_state(path)
+        if state["num_processes"] != acc.num_processes or state["batch_size"] != cfg.batch_size \
+                or state["gradient_accumulation_steps"] != self.accum:
+            logger.warning("%s: saved with a different batch layout %s; the data order will not resume exactly",
+                           path, {k: state[k] for k in ("num_processes", "batch_size", "gradient_accumulation_steps")})
+        acc.load_state(str(path))
+        for ema in self.emas.values():
+            ema.to(acc.device)  # accelerate loads custom states on the CPU
+        self.step = state["step"]
+        acc.step = self.step * self.accum  # micro-batch counter that drives accumulation
+        acc.print(f"resumed from {path} at step {self.step}")
+        self._event(f"resumed from {path}")
+
+    def _save(self) -> Path:
+        acc, cfg = self.accelerator, self.cfg
+        state = {"step": self.step, "num_processes": acc.num_processes, "batch_size": cfg.batch_size,
+                 "gradient_accumulation_steps": self.accum, "stage": cfg.stage,
+                 "config": OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)}
+        path = ckpt.save_checkpoint(self.ckpt_root, self.step, state,
+                                    write=lambda tmp: acc.save_state(str(tmp)), barrier=acc.wait_for_everyone,
+                                    is_main=acc.is_main_process)
+        if acc.is_main_process:
+            ckpt.prune(self.ckpt_root, cfg.keep_last)
+        acc.wait_for_everyone()
+        return path
+
+    # ---------------------------------------------------------------- one step
+    def _micro_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        acc = self.accelerator
+        with acc.accumulate(*self.models.values()):
+            with acc.autocast():
+                losses = self.stage.compute_losses(self.models, self.frozen, batch, self.step)
+            unknown = set(losses) - set(self.models)
+            if unknown:
+                raise KeyError(f"stage {self.cfg.stage!r}: losses for unknown models {sorted(unknown)}")
+            todo = [(name, loss) for name, (loss, _) in losses.items() if loss.requires_grad]
+            for i, (name, loss) in enumerate(todo):
+                # Each loss reaches only its own model's parameters (see stage.py); the graph is kept
+                # for the later losses that share parts of it.
+                acc.backward(loss, inputs=self.params[name], retain_graph=i < len(todo) - 1)
+            if acc.sync_gradients:
+                scalars = self._optimizer_step()
+            else:
+                scalars = {}
+        for name, (loss, logged) in losses.items():
+            scalars[f"loss/{name}"] = loss.detach().float()
+            for key, value in logged.items():
+                scalars[f"{name}/{key}"] = torch.as_tensor(value).detach().float()
+        return scalars
+
+    def _optimizer_step(self) -> dict[str, Tensor]:
+        acc, max_norm = self.accelerator, self.cfg.optim.max_grad_norm
+        scalars = {}
+        # A model that got no gradient this step (a discriminator before it starts) is not stepped.
+        active = {name: opt for name, opt in self.optimizers.items()
+                  if any(p.grad is not None for p in self.params[name])}
+        for name, opt in active.items():
+            if max_norm > 0:
+                if acc.scaler is not None:
+                    acc.scaler.unscale_(opt.optimizer)
+                scalars[f"grad_norm/{name}"] = torch.nn.utils.clip_grad_norm_(self.params[name], max_norm).detach()
+        for name, opt in active.items():
+            if acc.scaler is not None:
+                # One scaler for all optimizers: step each, then update once (AcceleratedOptimizer.step would
+                # update after every optimizer and unscale the next one's gradients with the wrong scale).
+                acc.scaler.step(opt.optimizer)
+            else:
+                opt.step()
+        if acc.scaler is not None and active:
+            acc.scaler.update()
+        for scheduler in self.schedulers:
+            scheduler.step()
+        for name, ema in self.emas.items():
+            ema.step(self.params[name])
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        return scalars
+
+    # ---------------------------------------------------------------- logging, samples
+    def _log(self, window: dict[str, list[Tensor]], images: int, seconds: float) -> dict[str, float]:
+        acc = self.accelerator
+        keys = sorted(window)
+        means = torch.stack([torch.stack([v.to(acc.device) for v in window[k]]).mean() for k in keys])
+        means = acc.reduce(means, reduction="mean")
+        values = {k: float(v) for k, v in zip(keys, means.tolist())}
+        for name, scheduler in zip(self.optimizers, self.schedulers):
+            values[f"lr/{name}"] = scheduler.get_last_lr()[0]
+        values["img_per_s"] = images * acc.num_processes / max(seconds, 1e-9)
+        acc.log(values, step=self.step)
+        if acc.is_main_process:
+            with open(self.output_dir / "log.jsonl", "a") as handle:
+                handle.write(json.dumps({"step": self.step, "time": time.time(), **values}) + "\n")
+        return values
+
+    def _event(self, text: str) -> None:
+        if self.accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.output_dir / "log.jsonl", "a") as handle:
+                handle.write(json.dumps({"step": self.step, "time": time.time(), "event": text}) + "\n")
+
+    @contextmanager
+    def _ema_applied(self, models: dict[str, nn.Module]) -> Iterator[None]:
+        """Temporarily put the EMA weights into ``models`` (the unwrapped training models)."""
+        for name, ema in self.emas.items():
+            ema.store(self.params[name])
+            ema.copy_to(self.params[name])
+        try:
+            yield
+        finally:
+            for name, ema in self.emas.items():
+                ema.restore(self.params[name])
+
+    def _sample(self) -> None:
+        """Main process only: no collective calls in here."""
+        models = {name: self.unwrap(name) for name in self.models}
+        with self._ema_applied(models), torch.no_grad(), self.accelerator.autocast():
+            for m in models.values():
+                m.eval()
+            try:
+                grid = self.stage.make_grid(models, self.frozen, self.grid_batch)
+            finally:
+                for m in models.values():
+                    m.train()
+        save_image(grid.float(), self.output_dir / "samples" / f"{ckpt.checkpoint_name(self.step)}.png",
+                   overwrite=True)
+
+    def _export(self) -> Path:
+        out = self.output_dir / "export"
+        models = {}
+        for name in self.models:
+            model = copy.deepcopy(self.unwrap(name)).eval()
+            if name in self.emas:
+                self.emas[name].copy_to([p for p in model.parameters() if p.requires_grad])
+            models[name] = model
+        out.mkdir(parents=True, exist_ok=True)
+        self.stage.export(models, out)
+        return out
+
+    def _record(self, batch: dict[str, Tensor], micro: int) -> None:
+        """Debug: which samples this process consumed (``debug_record_indices``)."""
+        if "index" not in batch:
+            raise KeyError(f"stage {self.cfg.stage!r}: debug_record_indices needs an 'index' entry in each item")
+        path = self.output_dir / "debug" / f"indices_rank{self.accelerator.process_index}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            handle.write(json.dumps({"step": self.step, "micro_batch": micro,
+                                     "indices": batch["index"].flatten().tolist()}) + "\n")
+
+    def _record_weights(self) -> None:
+        """Debug: a digest of every model's weights (and EMA) on this process, to compare processes."""
+        digests = {}
+        for name in self.models:
+            digest = hashlib.sha256()
+            for key, value in sorted(self.unwrap(name).state_dict().items()):
+                digest.update(key.encode() + value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            if name in self.emas:
+                for value in self.emas[name].shadow_params:
+                    digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            digests[name] = digest.hexdigest()
+        path = self.output_dir / "debug" / f"weights_rank{self.accelerator.process_index}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"step": self.step, "sha256": digests}))
+
+    # ---------------------------------------------------------------- the loop
+    def _batches(self) -> Iterator[dict[str, Tensor]]:
+        """Micro-batches from the current position on, across epochs, for ever."""
+        epoch, skip = divmod(self.step * self.accum, self.batches_per_epoch)
+        while True:
+            loader = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+            # accelerate's loader re-applies its own epoch counter to the sampler and dataset on iter().
+            loader.set_epoch(epoch)
+            self.sampler.set_epoch(epoch)
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch(epoch)
+            self.loader_generator.manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            yield from loader
+            epoch, skip = epoch + 1, 0
+
+    def train(self) -> Path:
+        acc, cfg = self.accelerator, self.cfg
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        acc.wait_for_everyone()
+        self._resume()
+        if acc.is_main_process:
+            (self.output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        acc.init_trackers(cfg.stage)
+        for m in self.models.values():
+            m.train()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not acc.is_local_main_process,
+                   desc=f"{cfg.stage}", dynamic_ncols=True)
+        window: dict[str, list[Tensor]] = defaultdict(list)
+        tic, images = time.perf_counter(), 0
+        last_saved = self.step
+        micro = self.step * self.accum
+        batches = self._batches()
+        while self.step < cfg.max_steps:
+            batch = next(batches)
+            if cfg.debug_record_indices:
+                self._record(batch, micro)
+            scalars = self._micro_step(batch)
+            micro += 1
+            images += next(iter(batch.values())).shape[0] if batch else 0
+            for key, value in scalars.items():
+                window[key].append(value)
+            if not acc.sync_gradients:
+                continue
+            self.step += 1
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                values = self._log(window, images, time.perf_counter() - tic)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k.startswith("loss/")})
+                window.clear()
+                tic, images = time.perf_counter(), 0
+            if (self.step % cfg.sample_every == 0 or self.step == cfg.max_steps) and acc.is_main_process:
+                self._sample()
+            if self.step % cfg.checkpoint_every == 0:
+                self._save()
+                last_saved = self.step
+        bar.close()
+        if last_saved != self.step:
+            self._save()
+        if cfg.debug_record_indices:
+            self._record_weights()
+        out = self.output_dir / "export"
+        if acc.is_main_process:
+            out = self._export()
+        acc.wait_for_everyone()
+        acc.end_training()
+        return out

@@ -1,0 +1,236 @@
+"""DiffRestorePipeline (tiny random model) and FaceRestorer: loading, saving, switches, reproducibility."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffrestore.assemble import main as assemble_main
+from diffrestore.builders import TEMPLATE_DIR
+from diffrestore.faces import FaceDetector
+from diffrestore.io import load_image
+from diffrestore.pipeline import DiffRestorePipeline, load_model_config
+from diffrestore.restore import FaceRestorer, SampleConfig, face_seed, load_pipeline
+
+TINY = Path(__file__).parents[1] / "configs" / "model" / "tiny.yaml"
+R = 32
+
+
+def tiny_config():
+    cfg = load_model_config(TINY)
+    if not (TEMPLATE_DIR / f"{cfg.template}.json").is_file():  # until the UTKFace template is committed
+        cfg = load_model_config(TINY, ["model.template=ffhq_512"])
+    return cfg
+
+
+def tiny_pipeline() -> DiffRestorePipeline:
+    pipe = DiffRestorePipeline.from_model_config(tiny_config())
+    with torch.no_grad():  # a fresh backbone is the identity (zero-initialised output layer)
+        pipe.backbone.conv_out[-1].weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(1))
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe() -> DiffRestorePipeline:
+    return tiny_pipeline()
+
+
+@pytest.fixture(scope="module")
+def lq() -> torch.Tensor:
+    return torch.rand(2, 3, R, R, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def call(pipe, lq, seed=0, **kwargs):
+    kwargs = {"steps": 4, "start_t": 300, **kwargs}
+    return pipe(lq, generator=torch.Generator().manual_seed(seed), **kwargs)
+
+
+def latents_of(pipe, lq, **kwargs):
+    """The sampler's z_0 (before the quantizing decoder), captured on the way out."""
+    seen = {}
+    original = pipe.decode
+
+    def spy(latents, quantize=True):
+        if quantize:
+            seen["z0"] = latents
+        return original(latents, quantize)
+
+    pipe.decode = spy
+    try:
+        call(pipe, lq, **kwargs)
+    finally:
+        del pipe.decode
+    return seen["z0"]
+
+
+def test_output_shape_range_and_reproducibility(pipe, lq):
+    a = call(pipe, lq, sampler="ddpm")
+    assert a.shape == lq.shape and a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, call(pipe, lq, sampler="ddpm"))
+    assert not torch.equal(latents_of(pipe, lq, sampler="ddpm"), latents_of(pipe, lq, sampler="ddpm", seed=1))
+
+
+def test_unet_called_once_per_step_starting_at_start_t(pipe, lq):
+    seen = []
+    hook = pipe.unet.register_forward_hook(lambda module, args, out: seen.append(int(args[1])))
+    try:
+        call(pipe, lq, steps=7, start_t=250)
+    finally:
+        hook.remove()
+    assert len(seen) == 7 and seen[0] == 250 and seen[-1] == 0
+
+
+def test_guidance_off_paths_are_bit_identical(pipe, lq):
+    unguided = latents_of(pipe, lq, sampler="ddpm")
+    assert torch.equal(latents_of(pipe, lq, sampler="ddpm", guidance=0.0, mask="full"), unguided)
+    assert torch.equal(latents_of(pipe, lq, sampler="ddpm", guidance=0.5, mask="off"), unguided)
+    logits = pipe.mask.logits.data.clone()
+    pipe.mask.logits.data.fill_(-float("inf"))  # an all-zero learned mask
+    try:
+        assert torch.equal(latents_of(pipe, lq, sampler="ddpm", guidance=0.5, mask="learned"), unguided)
+    finally:
+        pipe.mask.logits.data.copy_(logits)
+    guided = latents_of(pipe, lq, sampler="ddpm", guidance=0.5, mask="learned")
+    assert (guided - unguided).abs().mean() > 1e-3
+
+
+def test_switches_change_the_result(pipe, lq):
+    base = latents_of(pipe, lq)
+    for kwargs in ({"start_from": "lq"}, {"start_from": "noise"}, {"condition": False}, {"cfg_scale": 2.0},
+                   {"start_t": 600}):
+        assert not torch.allclose(latents_of(pipe, lq, **kwargs), base), kwargs
+
+
+def test_invalid_calls(pipe, lq):
+    with pytest.raises(ValueError, match="shape"):
+        pipe(lq[:, :, :16, :16])
+    with pytest.raises(ValueError, match="start_from"):
+        pipe(lq, start_from="estimate")
+    with pytest.raises(ValueError, match="mask"):
+        pipe(lq, mask="half")
+    no_mask = DiffRestorePipeline(**{**pipe.components, "mask": None}, **_config(pipe))
+    with pytest.raises(ValueError, match="learned mask"):
+        no_mask(lq, guidance=0.1, mask="learned", steps=2)
+
+
+def _config(pipe):
+    return {key: pipe.config[key] for key in ("resolution", "template", "condition")}
+
+
+def test_save_and_load_round_trip(pipe, lq, tmp_path):
+    pipe.save_pretrained(tmp_path / "pipe")
+    index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
+    assert index["backbone"][1] == "RestorationNet" and index["resolution"] == R
+    loaded = DiffRestorePipeline.from_pretrained(tmp_path / "pipe")
+    assert loaded.config.template == pipe.config.template and loaded.config.condition is True
+    for kwargs in ({"sampler": "ddpm"}, {"guidance": 0.3, "mask": "learned", "sampler": "ddim", "eta": 0.5}):
+        assert torch.equal(call(loaded, lq, **kwargs), call(pipe, lq, **kwargs))
+
+
+def test_optional_components_may_be_missing(pipe, lq, tmp_path):
+    bare = DiffRestorePipeline(**{**pipe.components, "identity": None, "irn": None, "mask": None}, **_config(pipe))
+    bare.save_pretrained(tmp_path / "bare")
+    loaded = DiffRestorePipeline.from_pretrained(tmp_path / "bare")
+    assert loaded.identity is None and loaded.irn is None and loaded.mask is None
+    assert torch.equal(call(loaded, lq), call(pipe, lq))
+    with pytest.raises(ValueError, match="identity"):
+        loaded(lq, guidance=0.1, mask="full")
+
+
+def test_assemble_writes_a_loadable_folder_and_refuses_to_overwrite(pipe, lq, tmp_path, capsys):
+    args = []
+    for name in ("vqgan", "unet", "backbone", "identity", "mask"):
+        getattr(pipe, name).save_pretrained(tmp_path / "parts" / name)
+        args += [f"--{name}", str(tmp_path / "parts" / name)]
+    out = tmp_path / "assembled"
+    cfg_args = ["--model-config", str(TINY), "--out", str(out)]
+    overrides = [] if tiny_config().template == load_model_config(TINY).template else ["model.template=ffhq_512"]
+    assert assemble_main(args + cfg_args + overrides) == 0
+    loaded = DiffRestorePipeline.from_pretrained(out)
+    assert loaded.irn is None and loaded.mask is not None
+    weights = next((out / "unet").glob("*.safetensors"))
+    from safetensors.torch import load_file
+    assert all(t.dtype == torch.float16 for t in load_file(weights).values())
+    # fp16 storage: the same model up to half precision
+    assert (call(loaded.cast(torch.float32), lq) - call(pipe, lq)).abs().mean() < 0.05
+    stamp = (out / "model_index.json").stat().st_mtime_ns
+    assert assemble_main(args + cfg_args + overrides) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "model_index.json").stat().st_mtime_ns == stamp
+    assert assemble_main(args + cfg_args + overrides + ["--overwrite"]) == 0
+    assert not list(tmp_path.glob(".assembled*"))  # no staging folder left behind
+
+
+def test_missing_default_model_explains_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr("diffrestore.restore.DEFAULT_MODEL", tmp_path / "utkface128")
+    with pytest.raises(FileNotFoundError, match="diffrestore-assemble"):
+        load_pipeline(None)
+    with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
+        load_pipeline(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# FaceRestorer
+
+
+@pytest.fixture(scope="module")
+def restorer(pipe) -> FaceRestorer:
+    return FaceRestorer(pipe, SampleConfig(steps=3, start_t=200, batch_size=3, device="cpu"),
+                        detector=FaceDetector("cpu"))
+
+
+def test_restore_aligned_resizes_and_is_batch_independent(restorer, face_paths):
+    images = [load_image(p) for p in face_paths[:5]]  # 128 px faces for a 32 px model
+    keys = [p.name for p in face_paths[:5]]
+    together = restorer.restore_aligned(images, keys)
+    assert all(t.shape == (3, R, R) for t in together)
+    alone = restorer.restore_aligned(images[3:4], keys[3:4])  # another batch, another position
+    torch.testing.assert_close(alone[0], together[3], rtol=0, atol=1e-5)  # up to batch-size-dependent kernels
+    renamed = restorer.restore_aligned(images[3:4], ["other.png"])  # another key, other noise
+    assert (renamed[0] - together[3]).abs().mean() > 1e-3
+
+
+def test_face_seed_depends_on_seed_and_key():
+    assert face_seed(0, "a.png") == face_seed(0, "a.png") != face_seed(1, "a.png") != face_seed(0, "b.png")
+
+
+def test_restore_photo_pastes_every_face_and_keeps_the_background(restorer, whole_paths):
+    from diffrestore.faces import alignment_matrix, paste_faces, upscale_image
+    from diffrestore.io import pil_to_tensor
+
+    photo = load_image(whole_paths[0])
+    restorer.options.upscale = 2.0
+    try:
+        restored, count = restorer.restore_photo(photo)
+    finally:
+        restorer.options.upscale = 1.0
+    faces = restorer.detector.detect(photo)
+    assert count == len(faces) >= 1
+    assert restored.size == (photo.width * 2, photo.height * 2)
+    matrices = [alignment_matrix(f.landmarks, restorer.template) for f in faces]
+    expected = upscale_image(pil_to_tensor(photo), 2.0)
+    coverage = paste_faces(torch.zeros_like(expected), torch.ones(len(faces), 3, R, R), matrices, 2.0)[0]
+    outside = coverage == 0
+    inside = coverage > 0.99
+    diff = (pil_to_tensor(restored) - expected).abs().mean(0)
+    assert outside.float().mean() > 0.3 and inside.any()
+    assert diff[outside].max() <= 1.01 / 127.5  # only the 8-bit rounding of the output
+    assert diff[inside].mean() > 0.05  # the faces were replaced
+
+
+def test_looks_aligned(restorer, face_paths, whole_paths):
+    whole = load_image(whole_paths[0])
+    assert not restorer.looks_aligned(whole, restorer.detector.detect(whole))  # not square
+    blank = whole.crop((0, 0, 64, 64)).resize((128, 128))
+    assert restorer.looks_aligned(blank, [])  # square, no face: an undetectable aligned face
+    template = np.asarray(restorer.template) * (128 / R)
+    from diffrestore.faces import DetectedFace
+    on_template = DetectedFace(np.array([0, 0, 128, 128.0]), template + 1.0, 0.99)
+    off_template = DetectedFace(np.array([0, 0, 64, 64.0]), template * 0.5, 0.99)
+    assert restorer.looks_aligned(blank, [on_template])
+    assert not restorer.looks_aligned(blank, [off_template])
+    assert not restorer.looks_aligned(blank, [on_template, on_template])
