@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import itertools
 import json
 import math
@@ -394,12 +395,13 @@ class SweepRunner:
 
     def _check_out(self) -> None:
         marker = self.out / "sweep.json"
-        if marker.is_file():
-            previous = json.loads(marker.read_text()).get("name")
-            if previous != self.cfg.name:
-                raise FileExistsError(f"{self.out}: holds the sweep {previous!r}, not {self.cfg.name!r}; "
-                                      "choose another --out")
-        _write_json(marker, {"name": self.cfg.name, "config": OmegaConf.to_container(self.cfg, resolve=True)})
+        payload = {"name": self.cfg.name, "config": OmegaConf.to_container(self.cfg, resolve=True)}
+        previous = json.loads(marker.read_text()) if marker.is_file() else None
+        if previous is not None and previous.get("name") != self.cfg.name:
+            raise FileExistsError(f"{self.out}: holds the sweep {previous.get('name')!r}, not {self.cfg.name!r}; "
+                                  "choose another --out")
+        if previous != E._json_safe(payload):
+            _write_json(marker, payload)
 
 
 def _replace_component(pipe, component: str, folder: Path):
@@ -468,19 +470,26 @@ def _resolved(point: Point, key: str) -> Any:
 
 
 def write_results(cfg: DictConfig, outcomes: list[dict], out: Path) -> dict[str, Path]:
+    """Write results.csv, results.md and plots/<metric>.png; when the table and the text are what
+    is already there and every plot exists, nothing is rewritten."""
     swept, metric_cols, rows = collect(cfg, outcomes)
-    out.mkdir(parents=True, exist_ok=True)
     header = ["point"] + swept + ["n"] + metric_cols + ["restore_seconds"]
-    csv_path = out / "results.csv"
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([_show(row.get(h)) if h in swept else E._fmt(row.get(h), 6) for h in header])
-    md_path = out / "results.md"
-    md_path.write_text(results_markdown(cfg, outcomes, swept, metric_cols, rows))
-    plots = plot_results(cfg, swept, metric_cols, rows, out / "plots")
-    return {"csv": csv_path, "md": md_path, **{f"plot:{k}": v for k, v in plots.items()}}
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_show(row.get(h)) if h in swept else E._fmt(row.get(h), 6) for h in header])
+    texts = {out / "results.csv": table.getvalue(),
+             out / "results.md": results_markdown(cfg, outcomes, swept, metric_cols, rows)}
+    plots = {col: out / "plots" / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', col)}.png" for col in metric_cols}
+    unchanged = all(p.is_file() and p.read_text() == t for p, t in texts.items()) and \
+        all(p.is_file() for p in plots.values())
+    if not unchanged:
+        out.mkdir(parents=True, exist_ok=True)
+        for path, text in texts.items():
+            path.write_text(text)
+        plot_results(cfg, swept, rows, plots)
+    return {"csv": out / "results.csv", "md": out / "results.md", **{f"plot:{k}": v for k, v in plots.items()}}
 
 
 def results_markdown(cfg: DictConfig, outcomes: list[dict], swept: list[str], metric_cols: list[str],
@@ -525,15 +534,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def plot_results(cfg: DictConfig, swept: list[str], metric_cols: list[str], rows: list[dict],
-                 folder: Path) -> dict[str, Path]:
+def plot_results(cfg: DictConfig, swept: list[str], rows: list[dict], paths: dict[str, Path]) -> None:
     """One PNG per metric: the metric against the x key, one line per combination of the other keys."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
     x_key = cfg.x or (swept[0] if swept else None)
     others = [k for k in swept if k != x_key]
     xs = [r.get(x_key) if x_key else "base" for r in rows]
@@ -542,8 +549,7 @@ def plot_results(cfg: DictConfig, swept: list[str], metric_cols: list[str], rows
     series: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
         series.setdefault(", ".join(f"{k}={_show(row[k])}" for k in others), []).append(i)
-    paths = {}
-    for col in metric_cols:
+    for col, path in paths.items():
         fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=110)
         for label, members in series.items():
             pts = [(xs[i] if numeric else categories.index(_show(xs[i])), rows[i].get(col)) for i in members]
@@ -561,11 +567,9 @@ def plot_results(cfg: DictConfig, swept: list[str], metric_cols: list[str], rows
         if any(series):
             ax.legend(fontsize=7)
         fig.tight_layout()
-        path = folder / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', col)}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
         plt.close(fig)
-        paths[col] = path
-    return paths
 
 
 # ------------------------------------------------------------------------------------------------

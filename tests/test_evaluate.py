@@ -139,7 +139,7 @@ def test_pairing_by_stem_and_errors(testset, tmp_path):
     img.save(dup / "a.jpg")
     with pytest.raises(ValueError, match="same name stem"):
         E.evaluate_folders(dup, testset["hq"])
-    with pytest.raises(ValueError, match="no restored file pairs"):
+    with pytest.raises(ValueError, match="no restored file pairs"), pytest.warns(UserWarning, match="no gt partner"):
         _no_pairs(testset, tmp_path)
     with pytest.raises(ValueError, match="unknown metric"):
         E.evaluate_folders(testset["restored"], testset["hq"], metrics=["niqe"])

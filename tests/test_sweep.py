@@ -52,7 +52,7 @@ def _sweep_config(folder: Path, data: Path, body: str) -> Path:
 
 
 def _mtimes(folder: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in (folder / "points").rglob("*") if p.is_file()}
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
 def test_tiny_sweep_writes_table_and_plots_then_skips_done_points(tmp_path, tiny_set):
@@ -87,7 +87,7 @@ def test_tiny_sweep_writes_table_and_plots_then_skips_done_points(tmp_path, tiny
     b = pil_to_tensor(load_image(out / "points" / "start_t=600" / "restored" / f"{stem}.png"))
     assert (a - b).abs().mean() > 1e-3
 
-    # second invocation: nothing restored, nothing scored, no point file touched
+    # second invocation: nothing restored, scored, re-tabulated or re-plotted: no file touched
     before = _mtimes(out)
     runner, files2 = run_sweep(config, out, log=lambda *_: None)
     assert runner.restored == [] and runner.scored == []
