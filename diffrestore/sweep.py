@@ -48,6 +48,7 @@ import itertools
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from . import evaluate as E
+from .builders import load_template
 from .config import ConfigError, load_config, merge_config
 from .io import list_images, load_image, save_image
 
@@ -334,6 +336,7 @@ class SweepRunner:
             options = SampleConfig(**OmegaConf.to_container(point.sample, resolve=True))
             restorer = FaceRestorer(pipe, options)
             self.log(f"[{point.slug}] restoring {len(self.lq_paths)} faces on {restorer.device}")
+            shutil.rmtree(restored_dir, ignore_errors=True)  # the sweep's own output: no stale faces from a past run
             start = time.perf_counter()
             for i in range(0, len(self.lq_paths), RESTORE_CHUNK):
                 chunk = self.lq_paths[i:i + RESTORE_CHUNK]
@@ -367,8 +370,11 @@ class SweepRunner:
         import numpy as np
 
         ev, data = self.cfg.eval, self.cfg.data
-        template = np.asarray(pipe.config.template, dtype=np.float64)
         size = int(pipe.config.resolution)
+        if pipe.config.template is not None:
+            template = np.asarray(pipe.config.template, dtype=np.float64)
+        else:  # a pipeline without a template: the faces are taken to be in the default framing
+            template = load_template(E.DEFAULT_TEMPLATE, size)
         identity = ev.identity
         if identity in ("sface", "facenet") or identity.startswith("facenet:"):
             key = (identity, template.tobytes(), size)

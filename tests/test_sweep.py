@@ -101,6 +101,13 @@ def test_tiny_sweep_writes_table_and_plots_then_skips_done_points(tmp_path, tiny
     with open(out / "results.csv") as handle:
         assert "psnr_rgb" in next(csv.reader(handle))
 
+    # fewer inputs: every point is redone and no face of the larger run is scored again
+    runner, _ = run_sweep(config, out, overrides=["data.limit=2"], log=lambda *_: None)
+    assert len(runner.restored) == 3
+    assert len(list((out / "points" / "start_t=100" / "restored").iterdir())) == 2
+    with open(out / "results.csv") as handle:
+        assert {r["n"] for r in csv.DictReader(handle)} == {"2"}
+
 
 def test_training_sweep_trains_each_point_and_swaps_the_component(tmp_path, tiny_set):
     # A stand-in for train.py (no torch import: fast) that "trains" by copying a UNet built here from
