@@ -85,7 +85,7 @@ def plan_outputs(lq: Path, out: Path) -> list[tuple[Path, Path, str]]:
     plan = []
     resolved_inputs = {p.resolve() for p in inputs}
     for path in inputs:
-        rel = path.resolve().relative_to(root)
+        rel = path.relative_to(lq) if lq.is_dir() else Path(path.name)
         target = out / rel
         if target in resolved_inputs:
             raise ValueError(f"{target}: the output would overwrite an input; choose another --out")
@@ -106,8 +106,8 @@ class Summary:
     notes: list[tuple[str, str]] = field(default_factory=list)
 
     def report(self) -> str:
-        lines = [f"done {len(self.done)} ({self.faces} faces), skipped {len(self.skipped)} (output exists; --overwrite to redo), "
-                 f"failed {len(self.failed)}"]
+        lines = [f"done {len(self.done)} ({self.faces} faces), skipped {len(self.skipped)} "
+                 f"(output exists; --overwrite to redo), failed {len(self.failed)}"]
         lines += [f"  note: {path}: {note}" for path, note in self.notes]
         lines += [f"  FAILED {path}: {reason}" for path, reason in self.failed]
         return "\n".join(lines)
@@ -136,7 +136,11 @@ def restore_chunk(restorer: FaceRestorer, chunk, options: SampleConfig, summary:
         try:
             save_image(result.image, target, overwrite=options.overwrite)
             if options.save_comparison:
-                save_image(comparison_image(image, result.image), comparison_path(target), overwrite=True)
+                compare = comparison_path(target)
+                if compare.exists() and not options.overwrite:
+                    summary.notes.append((str(path), f"{compare} exists: kept (--overwrite to replace it)"))
+                else:
+                    save_image(comparison_image(image, result.image), compare, overwrite=options.overwrite)
         except (OSError, ValueError) as err:
             summary.failed.append((str(path), str(err)))
             continue

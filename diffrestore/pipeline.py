@@ -3,13 +3,15 @@ as one folder (``save_pretrained`` / ``DiffRestorePipeline.from_pretrained``).
 
 Components: ``vqgan`` (VQModel), ``unet`` (UNet2DModel), ``scheduler`` (the TRAINING DDPMScheduler;
 samplers derive their respaced schedules from it), ``backbone`` (RestorationNet) and the optional
-``identity`` (phi), ``irn`` (identity recovery network) and ``mask`` (LatentMask). Our own classes
-are exported from the top-level ``diffrestore`` package, which is how diffusers finds them again:
-``model_index.json`` records the defining module and class, e.g.
-``["diffrestore.models.backbone", "RestorationNet"]``; loading imports that module and takes the
-class from it (diffusers also looks up ``ModelMixin`` in the same module to find the load method,
-which is why the defining module, not the re-exporting ``diffrestore`` package, is recorded). A missing optional component is recorded as
-``[null, null]`` and comes back as ``None``.
+``identity`` (phi), ``irn`` (identity recovery network) and ``mask`` (LatentMask).
+
+How our own classes come back from ``model_index.json``: diffusers records a non-diffusers class as
+(defining module, class name), e.g. ``["diffrestore.models.backbone", "RestorationNet"]``; loading
+imports that module, takes the class from it and finds its load method by looking up the base
+classes it knows (``ModelMixin``) in the same module. So the classes must stay importable from the
+module that defined them (they are also exported from ``diffrestore`` for users). A missing optional
+component is recorded as ``[null, null]`` and comes back as ``None``. Weights are stored as the
+components' dtype (``diffrestore-assemble`` writes fp16) and load as float32 unless ``dtype=`` is given.
 
 ``__call__`` only prepares tensors and calls ``samplers``.
 """

