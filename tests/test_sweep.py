@@ -101,6 +101,10 @@ def test_tiny_sweep_writes_table_and_plots_then_skips_done_points(tmp_path, tiny
     with open(out / "results.csv") as handle:
         assert "psnr_rgb" in next(csv.reader(handle))
 
+    # --score-only takes the restored faces as they are, even though the sampling config changed
+    runner, _ = run_sweep(config, out, overrides=["set.seed=1"], score_only=True, log=lambda *_: None)
+    assert runner.restored == [] and len(runner.scored) == 3
+
     # fewer inputs: every point is redone and no face of the larger run is scored again
     runner, _ = run_sweep(config, out, overrides=["data.limit=2"], log=lambda *_: None)
     assert len(runner.restored) == 3
