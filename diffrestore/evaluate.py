@@ -134,9 +134,16 @@ def find_manifest(*folders: str | Path | None) -> tuple[Path | None, dict | None
     return None, None
 
 
-def _manifest_protocol(manifest: dict) -> dict:
-    """The parts of a test-set manifest that define the protocol (not its per-file list)."""
-    return {k: v for k, v in manifest.items() if not isinstance(v, list) or len(v) <= 16}
+def _manifest_protocol(manifest: dict, max_chars: int = 2000) -> dict:
+    """The parts of a test-set manifest that define the protocol: its per-file records (any entry
+    longer than ``max_chars`` as JSON) are summarised by their count, not copied."""
+    out = {}
+    for key, value in manifest.items():
+        if len(json.dumps(value, default=str)) <= max_chars:
+            out[key] = value
+        else:
+            out[key] = f"({len(value)} entries: see the manifest)" if hasattr(value, "__len__") else "(see the manifest)"
+    return out
 
 
 def _color_description(color: str) -> str:

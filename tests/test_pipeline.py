@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from diffrestore.assemble import main as assemble_main
-from diffrestore.builders import TEMPLATE_DIR
 from diffrestore.faces import FaceDetector
 from diffrestore.io import load_image
 from diffrestore.pipeline import DiffRestorePipeline, load_model_config
@@ -20,15 +19,8 @@ TINY = Path(__file__).parents[1] / "configs" / "model" / "tiny.yaml"
 R = 32
 
 
-def tiny_config():
-    cfg = load_model_config(TINY)
-    if not (TEMPLATE_DIR / f"{cfg.template}.json").is_file():  # until the UTKFace template is committed
-        cfg = load_model_config(TINY, ["model.template=ffhq_512"])
-    return cfg
-
-
 def tiny_pipeline() -> DiffRestorePipeline:
-    pipe = DiffRestorePipeline.from_model_config(tiny_config())
+    pipe = DiffRestorePipeline.from_model_config(TINY)
     with torch.no_grad():  # a fresh backbone is the identity (zero-initialised output layer)
         pipe.backbone.conv_out[-1].weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(1))
     return pipe
@@ -148,8 +140,7 @@ def test_assemble_writes_a_loadable_folder_and_refuses_to_overwrite(pipe, lq, tm
         args += [f"--{name}", str(tmp_path / "parts" / name)]
     out = tmp_path / "assembled"
     cfg_args = ["--model-config", str(TINY), "--out", str(out)]
-    overrides = [] if tiny_config().template == load_model_config(TINY).template else ["model.template=ffhq_512"]
-    assert assemble_main(args + cfg_args + overrides) == 0
+    assert assemble_main(args + cfg_args) == 0
     loaded = DiffRestorePipeline.from_pretrained(out)
     assert loaded.irn is None and loaded.mask is not None
     weights = next((out / "unet").glob("*.safetensors"))
@@ -158,10 +149,10 @@ def test_assemble_writes_a_loadable_folder_and_refuses_to_overwrite(pipe, lq, tm
     # fp16 storage: the same model up to half precision
     assert (call(loaded.cast(torch.float32), lq) - call(pipe, lq)).abs().mean() < 0.05
     stamp = (out / "model_index.json").stat().st_mtime_ns
-    assert assemble_main(args + cfg_args + overrides) == 2
+    assert assemble_main(args + cfg_args) == 2
     assert "already exists" in capsys.readouterr().err
     assert (out / "model_index.json").stat().st_mtime_ns == stamp
-    assert assemble_main(args + cfg_args + overrides + ["--overwrite"]) == 0
+    assert assemble_main(args + cfg_args + ["--overwrite"]) == 0
     assert not list(tmp_path.glob(".assembled*"))  # no staging folder left behind
 
 
@@ -234,3 +225,11 @@ def test_looks_aligned(restorer, face_paths, whole_paths):
     assert restorer.looks_aligned(blank, [on_template])
     assert not restorer.looks_aligned(blank, [off_template])
     assert not restorer.looks_aligned(blank, [on_template, on_template])
+
+
+def test_model_config_file_is_strict():
+    from diffrestore.config import ConfigError
+
+    assert load_model_config(TINY, ["model.resolution=64"]).resolution == 64
+    with pytest.raises(ConfigError, match="nope"):
+        load_model_config(TINY, ["model.nope=1"])

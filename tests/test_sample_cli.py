@@ -11,10 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from diffrestore.builders import TEMPLATE_DIR
 from diffrestore.faces import FaceDetector, alignment_matrix, paste_faces, upscale_image
 from diffrestore.io import load_image, pil_to_tensor
-from diffrestore.pipeline import DiffRestorePipeline, load_model_config
+from diffrestore.pipeline import DiffRestorePipeline
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
@@ -26,11 +25,8 @@ FAST = ["--steps", "3", "--start-t", "200", "--device", "cpu", "--seed", "3"]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    cfg = load_model_config(TINY)
-    if not (TEMPLATE_DIR / f"{cfg.template}.json").is_file():  # until the UTKFace template is committed
-        cfg = load_model_config(TINY, ["model.template=ffhq_512"])
     folder = tmp_path_factory.mktemp("model") / "tiny"
-    DiffRestorePipeline.from_model_config(cfg).save_pretrained(folder)
+    DiffRestorePipeline.from_model_config(TINY).save_pretrained(folder)
     return folder
 
 

@@ -48,6 +48,7 @@ class TrainConfig:
     output_dir: str = MISSING
     seed: int = 0
     max_steps: int = 10000
+    time_limit_minutes: float = 0.0  # stop early (checkpoint + export) after this long; 0 = no limit
     batch_size: int = 32  # per process
     mixed_precision: str = "no"  # no | fp16 | bf16
     gradient_accumulation_steps: int = 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -39,20 +40,38 @@ def _describe(root: str | Path, resolution: int, template: str) -> dict:
     return {"teacher": TEACHER, "resolution": resolution, "template": template, "files": _names(dataset, root)}
 
 
-def compute_teacher_embeddings(faces: str | Path, out: str | Path, resolution: int, template: str,
-                               overwrite: bool = False) -> np.ndarray:
-    """Embed every face of ``faces`` with SFace and write ``out`` (.npy) and its ``.json`` atomically."""
+def _embed_range(faces: str | Path, resolution: int, template: str, start: int, stop: int,
+                 progress: bool) -> np.ndarray:
+    import cv2
+
     from ..models import SFaceIdentity
 
+    cv2.setNumThreads(1)  # one process per core does better than threads on a batch of one
+    dataset = HQFaceDataset(faces, resolution, flip=False)
+    teacher = SFaceIdentity(load_template(template, resolution), resolution)
+    indices = tqdm(range(start, stop), desc="SFace teacher", dynamic_ncols=True, disable=not progress)
+    return np.stack([teacher(dataset[i]["hq"][None])[0].numpy() for i in indices])
+
+
+def compute_teacher_embeddings(faces: str | Path, out: str | Path, resolution: int, template: str,
+                               overwrite: bool = False, workers: int = 1) -> np.ndarray:
+    """Embed every face of ``faces`` with SFace and write ``out`` (.npy) and its ``.json`` atomically.
+
+    ``workers`` processes each embed a contiguous share of the faces (the teacher runs one face at a time).
+    """
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
-    dataset = HQFaceDataset(faces, resolution, flip=False)
-    teacher = SFaceIdentity(load_template(template, resolution), resolution)
-    embeddings = np.stack([teacher(dataset[i]["hq"][None])[0].numpy()
-                           for i in tqdm(range(len(dataset)), desc="SFace teacher", dynamic_ncols=True)])
+    meta = _describe(faces, resolution, template)
+    bounds = np.linspace(0, len(meta["files"]), workers + 1).astype(int)
+    jobs = [(faces, resolution, template, int(a), int(b), i == 0) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    if workers == 1:
+        parts = [_embed_range(*jobs[0])]
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            parts = pool.starmap(_embed_range, jobs)
+    embeddings = np.concatenate(parts)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"teacher": TEACHER, "resolution": resolution, "template": template, "files": _names(dataset, faces)}
     for path, write in ((out, lambda f: np.save(f, embeddings.astype(np.float32))),
                         (_sidecar(out), lambda f: f.write(json.dumps(meta, indent=1).encode()))):
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -87,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolution", type=int, default=128, help="the model resolution the faces are read at")
     p.add_argument("--template", default="utkface_128", help="the model's alignment template (model.template)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--workers", type=int, default=1, help="processes (one face at a time each)")
     args = p.parse_args(argv)
     try:
-        embeddings = compute_teacher_embeddings(args.faces, args.out, args.resolution, args.template, args.overwrite)
+        embeddings = compute_teacher_embeddings(args.faces, args.out, args.resolution, args.template, args.overwrite,
+                                                args.workers)
     except (FileExistsError, FileNotFoundError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

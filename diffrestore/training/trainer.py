@@ -318,6 +318,15 @@ class Trainer:
         save_image(grid.float(), self.output_dir / "samples" / f"{ckpt.checkpoint_name(self.step)}.png",
                    overwrite=True)
 
+    def _out_of_time(self, started: float) -> bool:
+        """True once ``time_limit_minutes`` have passed, decided together by all processes (checked
+        every ``log_every`` steps): a run on a rented GPU then still checkpoints and exports."""
+        limit = self.cfg.time_limit_minutes
+        if not limit or self.step % self.cfg.log_every:
+            return False
+        late = torch.tensor(float(time.monotonic() - started > 60 * limit), device=self.accelerator.device)
+        return bool(self.accelerator.reduce(late, reduction="max").item())
+
     def _export(self) -> Path:
         out = self.output_dir / "export"
         models = {}
@@ -386,7 +395,8 @@ class Trainer:
         last_saved = self.step
         micro = self.step * self.accum
         batches = self._batches()
-        while self.step < cfg.max_steps:
+        started = time.monotonic()
+        while self.step < cfg.max_steps and not self._out_of_time(started):
             batch = next(batches)
             if cfg.debug_record_indices:
                 self._record(batch, micro)
