@@ -168,3 +168,11 @@ def test_a_guidance_network_as_evaluator_is_flagged(testset, tmp_path):
     assert any("guided the sampler" in str(w.message) for w in caught)
     assert "guided the sampler" in result["protocol"]["identity_warning"]
     assert "IdentityNet" in result["protocol"]["identity_network"]
+
+
+def test_protocol_keeps_the_manifest_recipe_not_its_per_file_records():
+    manifest = {"seed": 0, "degradation": {"noise": [0, 20]},
+                "files": {f"{i}_0_0_x": {"blur_sigma": 1.5, "noise": 3.0, "jpeg": 60} for i in range(500)}}
+    protocol = E._manifest_protocol(manifest)
+    assert protocol["seed"] == 0 and protocol["degradation"] == {"noise": [0, 20]}
+    assert protocol["files"] == "(500 entries: see the manifest)"
