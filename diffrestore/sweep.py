@@ -164,6 +164,8 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[DictCon
             if isinstance(value, bool) and isinstance(OmegaConf.select(sample, key), str):
                 raise ConfigError(f"{path}: config key '{key}': YAML read {value} (a boolean) where a string is "
                                   "expected; quote words like 'off', 'on', 'no' and 'yes'")
+        if train_overrides:
+            _check_train_config(cfg.train, train_overrides, path)
         slug = _slug(values)
         if slug in seen:
             raise ConfigError(f"{path}: point {values} appears twice (as {seen[slug]})")
@@ -172,6 +174,15 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[DictCon
     if cfg.x is not None and not any(cfg.x in p.values for p in points):
         raise ConfigError(f"{path}: config key 'x': {cfg.x!r} is not a swept key")
     return cfg, points
+
+
+def _check_train_config(train: DictConfig, point_overrides: list[str], source: Path) -> None:
+    """Validate a point's training config (keys, types) before any work is done."""
+    from .training.schema import TrainConfig
+
+    if not Path(train.config).is_file():
+        raise ConfigError(f"{source}: config key 'train.config': {train.config} not found")
+    load_config(train.config, TrainConfig, list(train.overrides) + point_overrides + ["output_dir=sweep-point"])
 
 
 def _dotted_layer(values: Dict[str, Any]) -> DictConfig:

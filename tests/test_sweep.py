@@ -130,7 +130,7 @@ def test_training_sweep_trains_each_point_and_swaps_the_component(tmp_path, tiny
         shutil.copytree(Path({str(tmp_path / "unets")!r}) / overrides["model.condition"], out / "export" / "unet")
         (out / "calls.txt").open("a").write(json.dumps(sys.argv[1:]) + "\\n")
         """)
-    train_config = _write(tmp_path / "train.yaml", "stage: score\n")
+    train_config = _write(tmp_path / "train.yaml", f"defaults: [{REPO / 'configs' / 'train' / 'score.yaml'}]\n")
     config = _sweep_config(tmp_path, tiny_set, f"""\
         train:
           config: {train_config}
@@ -173,4 +173,11 @@ def test_config_errors_name_the_key_before_any_work(tmp_path, tiny_set):
         load_sweep(config)
     config = _sweep_config(tmp_path, tiny_set, "grid:\n  train.optim.lr: [0.1]\n")
     with pytest.raises(ConfigError, match="train.config"):
+        load_sweep(config)
+    config = _sweep_config(tmp_path, tiny_set, f"""\
+        train: {{config: {REPO / 'configs' / 'train' / 'score.yaml'}}}
+        grid:
+          train.optim.learning_rate: [0.1]
+        """)
+    with pytest.raises(ConfigError, match="optim.learning_rate"):
         load_sweep(config)
