@@ -458,7 +458,7 @@ def _number(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-def collect(cfg: DictConfig, outcomes: list[dict]) -> tuple[list[str], list[str], list[dict]]:
+def collect(outcomes: list[dict]) -> tuple[list[str], list[str], list[dict]]:
     """(swept keys, metric columns, rows) of the results table."""
     swept = list(dict.fromkeys(k for o in outcomes for k in o["point"].values))
     metric_cols: list[str] = []
@@ -495,7 +495,7 @@ def _resolved(point: Point, key: str) -> Any:
 def write_results(cfg: DictConfig, outcomes: list[dict], out: Path) -> dict[str, Path]:
     """Write results.csv, results.md and plots/<metric>.png; when the table and the text are what
     is already there and every plot exists, nothing is rewritten."""
-    swept, metric_cols, rows = collect(cfg, outcomes)
+    swept, metric_cols, rows = collect(outcomes)
     header = ["point"] + swept + ["n"] + metric_cols + ["restore_seconds"]
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
