@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ConfigError
 from .metrics import lpips_unavailable_reason, ssim
 
 PERCEPTUAL_CHOICES = ("ssim", "lpips", "auto")
@@ -39,12 +40,12 @@ def build_perceptual_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], t
     """``"ssim"`` (works offline), ``"lpips"`` (an error where LPIPS cannot run) or ``"auto"``
     (LPIPS where its package and weights are present, SSIM otherwise)."""
     if kind not in PERCEPTUAL_CHOICES:
-        raise ValueError(f"loss.perceptual: {kind!r} is not one of {PERCEPTUAL_CHOICES}")
+        raise ConfigError(f"config key 'loss.perceptual': {kind!r} is not one of {PERCEPTUAL_CHOICES}")
     reason = lpips_unavailable_reason() if kind != "ssim" else "not asked for"
     if reason is None:
         return LPIPSLoss()
     if kind == "lpips":
-        raise RuntimeError(f"loss.perceptual=lpips: {reason}")
+        raise ConfigError(f"config key 'loss.perceptual': lpips asked for, but {reason}")
     return structural_loss
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import field, make_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -26,12 +27,14 @@ FACENET_VGGFACE2_FILE = "20180402-114759-vggface2.pt"
 
 
 def loss_config(schema: type, cfg: TrainConfig) -> DictConfig:
-    """``cfg.loss`` checked against the stage's schema: an unknown key or a wrong type names the key."""
-    return merge_config(schema, cfg.loss, source="loss")
+    """``cfg.loss`` checked against the stage's schema: an unknown key or a wrong type is an error that
+    names it in full (``config key 'loss.step_sise'``)."""
+    wrapper = make_dataclass(f"{schema.__name__}Section", [("loss", schema, field(default_factory=schema))])
+    return merge_config(wrapper, {"loss": cfg.loss}, source=f"stage {cfg.stage}").loss
 
 
-def hq_dataset(cfg: TrainConfig, root: str) -> HQFaceDataset:
-    return HQFaceDataset(root, cfg.model.resolution, flip=cfg.data.flip, seed=cfg.seed)
+def hq_dataset(cfg: TrainConfig, root: str, flip: bool | None = None) -> HQFaceDataset:
+    return HQFaceDataset(root, cfg.model.resolution, flip=cfg.data.flip if flip is None else flip, seed=cfg.seed)
 
 
 def paired_dataset(cfg: TrainConfig, root: str, flip: bool | None = None) -> PairedFaceDataset:
@@ -94,6 +97,16 @@ def load_identity_network(spec: str, model_cfg: ModelConfig) -> nn.Module:
         raise ConfigError(f"config key 'pretrained.identity': {spec}: neither an IdentityNet folder nor "
                           "'facenet[:weights.pt]'")
     return IdentityNet.from_pretrained(spec, torch_dtype=torch.float32)
+
+
+def check_embedding_dims(irn_dim: int, identity: nn.Module, model_cfg: ModelConfig) -> None:
+    """The IRN predicts phi's embeddings: their dimensions must agree (facenet's are 512)."""
+    size = model_cfg.resolution
+    with torch.no_grad():
+        identity_dim = identity.eval()(torch.zeros(1, 3, size, size)).shape[-1]
+    if irn_dim != identity_dim:
+        raise ConfigError(f"config key 'model.irn.embedding_dim': {irn_dim}, but the identity network "
+                          f"(pretrained.identity) gives {identity_dim}-dimensional embeddings; set it to match")
 
 
 def require_identity(cfg: TrainConfig) -> str:

@@ -85,7 +85,8 @@ class IdentityStage(Stage):
         state = PartialState()
         with state.main_process_first():
             if state.is_main_process and not path.is_file():
-                compute_teacher_embeddings(cfg.data.hq_dir, path, cfg.model.resolution, cfg.model.template)
+                compute_teacher_embeddings(cfg.data.hq_dir, path, cfg.model.resolution, cfg.model.template,
+                                           workers=max(1, cfg.data.num_workers))
         return load_teacher_embeddings(path, cfg.data.hq_dir, cfg.model.resolution, cfg.model.template)
 
     def train_dataset(self) -> Dataset:

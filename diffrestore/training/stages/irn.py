@@ -17,20 +17,14 @@ from samplers.guidance import identity_loss
 
 from ...builders import build_irn
 from ..stage import Losses, Stage
-from ._common import (image_rows, load_identity_network, loss_config, paired_dataset, paired_val_dataset,
-                      require_identity, save_fp16, similarity_panel)
+from ._common import (check_embedding_dims, image_rows, load_identity_network, loss_config, paired_dataset,
+                      paired_val_dataset, require_identity, save_fp16, similarity_panel)
 
 
 @dataclass
 class IRNLoss:
     hq_weight: float = 1.0  # toward phi(x_HQ): the identity to recover
     lq_weight: float = 0.0  # toward phi(y): keeps the prediction near what the LQ face shows
-
-
-def check_embedding_dims(irn_dim: int, identity: Tensor, key: str = "model.irn.embedding_dim") -> None:
-    if irn_dim != identity.shape[-1]:
-        raise ValueError(f"config key '{key}': {irn_dim}, but the identity network's embeddings have "
-                         f"{identity.shape[-1]} dimensions (facenet: 512); set it to match")
 
 
 class IRNStage(Stage):
@@ -45,7 +39,9 @@ class IRNStage(Stage):
         return {"irn": build_irn(self.cfg.model)}
 
     def build_frozen(self) -> dict[str, nn.Module]:
-        return {"identity": load_identity_network(self.identity_spec, self.cfg.model)}
+        identity = load_identity_network(self.identity_spec, self.cfg.model)
+        check_embedding_dims(self.cfg.model.irn["embedding_dim"], identity, self.cfg.model)
+        return {"identity": identity}
 
     def train_dataset(self) -> Dataset:
         return paired_dataset(self.cfg, self.cfg.data.hq_dir)
@@ -59,7 +55,6 @@ class IRNStage(Stage):
             target = frozen["identity"](batch["hq"])
             phi_lq = frozen["identity"](batch["lq"])
         predicted = models["irn"](batch["lq"])
-        check_embedding_dims(predicted.shape[-1], target)
         to_hq = identity_loss(predicted, target).mean()
         loss = lc.hq_weight * to_hq
         if lc.lq_weight:

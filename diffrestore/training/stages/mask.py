@@ -34,8 +34,8 @@ from samplers.guidance import IdentityGuidance, identity_gradient, identity_loss
 from ...builders import build_mask, load_template
 from ...models import SFaceIdentity
 from ..stage import Losses, Stage
-from ._common import (image_rows, load_backbone, load_identity_network, load_irn, load_vqgan, loss_config,
-                      paired_dataset, paired_val_dataset, require_identity, save_fp16)
+from ._common import (check_embedding_dims, image_rows, load_backbone, load_identity_network, load_irn,
+                      load_vqgan, loss_config, paired_dataset, paired_val_dataset, require_identity, save_fp16)
 
 
 @dataclass
@@ -105,8 +105,9 @@ class MaskStage(Stage):
         return {"mask": MaskedStep(build_mask(self.cfg.model))}
 
     def build_frozen(self) -> dict[str, nn.Module]:
-        return {"vqgan": load_vqgan(self.cfg), "backbone": load_backbone(self.cfg), "irn": load_irn(self.cfg),
-                "identity": load_identity_network(self.identity_spec, self.cfg.model)}
+        irn, identity = load_irn(self.cfg), load_identity_network(self.identity_spec, self.cfg.model)
+        check_embedding_dims(irn.config.embedding_dim, identity, self.cfg.model)
+        return {"vqgan": load_vqgan(self.cfg), "backbone": load_backbone(self.cfg), "irn": irn, "identity": identity}
 
     def train_dataset(self) -> Dataset:
         return paired_dataset(self.cfg, self.cfg.data.hq_dir)
@@ -164,7 +165,8 @@ class MaskStage(Stage):
         with torch.no_grad():
             learned = mask_model().float()
         masks = {"learned": learned, "all_ones": torch.ones_like(learned),
-                 "uniform_mean": torch.full_like(learned, float(learned.mean())), "all_zeros": torch.zeros_like(learned)}
+                 "uniform_mean": torch.full_like(learned, float(learned.mean())),
+                 "all_zeros": torch.zeros_like(learned)}
         sums: dict[str, dict[str, float]] = {name: {} for name in masks}
         for batch in DataLoader(Subset(dataset, range(n)), batch_size=32):
             lq, hq = batch["lq"].to(device), batch["hq"].to(device)

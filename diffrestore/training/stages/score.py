@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from samplers import difface_sample, unet_eps_model
 
 from ...builders import build_scheduler, build_unet
+from ...config import ConfigError
 from ..stage import Losses, Stage
 from ._common import (hq_dataset, image_rows, load_vqgan, loss_config, paired_dataset, paired_val_dataset,
                       save_fp16)
@@ -33,8 +34,9 @@ class ScoreStage(Stage):
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
         self.loss_cfg = loss_config(ScoreLoss, cfg)
-        if not 0.0 <= self.loss_cfg.condition_dropout <= 1.0:
-            raise ValueError(f"config key 'loss.condition_dropout': {self.loss_cfg.condition_dropout} is not in [0, 1]")
+        dropout = self.loss_cfg.condition_dropout
+        if not 0.0 <= dropout <= 1.0:
+            raise ConfigError(f"config key 'loss.condition_dropout': {dropout} is not in [0, 1]")
         self.scheduler = build_scheduler(cfg.model)
         self.condition = cfg.model.condition
 
@@ -54,7 +56,7 @@ class ScoreStage(Stage):
             return None
         if self.condition:
             return paired_val_dataset(self.cfg)
-        return hq_dataset(self.cfg, self.cfg.data.val_dir)
+        return hq_dataset(self.cfg, self.cfg.data.val_dir, flip=False)
 
     @staticmethod
     def _latents(vqgan: nn.Module, images: Tensor) -> Tensor:

@@ -41,7 +41,9 @@ class VQGANLoss:
 
 class CodebookRestarter:
     """Counts code usage (summed over processes) and re-initialises the codes no batch used over
-    ``every`` steps from random encoder outputs (the same choice on every process)."""
+    ``every`` steps from random encoder outputs (the same choice on every process).
+
+    The counts are not checkpointed: after a resume the first restart waits for a full window."""
 
     def __init__(self, num_codes: int, every: int, seed: int) -> None:
         self.num_codes, self.every, self.seed = num_codes, every, seed
@@ -50,11 +52,13 @@ class CodebookRestarter:
         self.steps_seen: set[int] = set()
         self.last_restart = -1
 
-    def observe(self, step: int, latents: Tensor, indices: Tensor) -> None:
+    def observe(self, step: int, latents: Tensor, indices: Tensor) -> Tensor:
+        """Record one batch's code indices and pre-quantization latents; returns the batch's counts."""
         counts = torch.bincount(indices.flatten(), minlength=self.num_codes)
         self.counts = counts if self.counts is None else self.counts + counts
         self.tokens = latents.detach().float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
         self.steps_seen.add(step)
+        return counts
 
     def maybe_restart(self, step: int, codebook: nn.Embedding) -> int:
         """At the first micro-batch of every ``every``-th step, before the forward pass; returns how
@@ -87,46 +91,41 @@ class VQGANStage(Stage):
         self.restarter = CodebookRestarter(cfg.model.vqgan["num_vq_embeddings"], self.loss_cfg.dead_code_every,
                                            cfg.seed)
         self._captured: dict[str, Tensor] = {}
-        self._hooked: set[int] = set()
 
     def build_models(self) -> dict[str, nn.Module]:
-        return {"vqgan": build_vqgan(self.cfg.model), "discriminator": build_discriminator(self.cfg.model)}
+        vqgan = build_vqgan(self.cfg.model)
+        captured = self._captured
+
+        def capture(module: nn.Module, inputs: tuple, output: tuple) -> None:
+            # VQModel's forward hides the code indices: read them (and the latents) off its quantizer.
+            # A plain function, not a bound method, so that deep copies of the model do not copy the stage.
+            captured.update(latents=inputs[0].detach(), indices=output[2][2].detach())
+
+        vqgan.quantize.register_forward_hook(capture)
+        return {"vqgan": vqgan, "discriminator": build_discriminator(self.cfg.model)}
 
     def train_dataset(self) -> Dataset:
         return hq_dataset(self.cfg, self.cfg.data.hq_dir)
 
     def val_dataset(self) -> Dataset | None:
-        return hq_dataset(self.cfg, self.cfg.data.val_dir) if self.cfg.data.val_dir else None
-
-    def _capture_quantizer(self, vqgan: nn.Module) -> None:
-        """VQModel's forward hides the code indices: read them (and the latents) off its quantizer."""
-        if id(vqgan) in self._hooked:
-            return
-
-        def hook(module: nn.Module, inputs: tuple, output: tuple) -> None:
-            self._captured = {"latents": inputs[0].detach(), "indices": output[2][2].detach()}
-
-        vqgan.quantize.register_forward_hook(hook)
-        self._hooked.add(id(vqgan))
+        return hq_dataset(self.cfg, self.cfg.data.val_dir, flip=False) if self.cfg.data.val_dir else None
 
     def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
         lc = self.loss_cfg
         vqgan = self.unwrap(models["vqgan"])
-        self._capture_quantizer(vqgan)
         restarted = self.restarter.maybe_restart(step, vqgan.quantize.embedding)
 
         hq = batch["hq"]
         out = models["vqgan"](hq)  # through the (DDP) wrapper's forward
         rec, commit = out.sample, out.commit_loss.float().mean()
-        self.restarter.observe(step, self._captured["latents"], self._captured["indices"])
+        counts = self.restarter.observe(step, self._captured["latents"], self._captured["indices"])
 
         l1 = F.l1_loss(rec.float(), hq.float())
         perceptual = self.perceptual(rec, hq)
         nll = lc.l1_weight * l1 + lc.perceptual_weight * perceptual
         loss = nll + lc.codebook_weight * commit
-        used = (torch.bincount(self._captured["indices"].flatten(), minlength=self.restarter.num_codes) > 0)
         logs = {"l1": l1.detach(), "perceptual": perceptual.detach(), "commit": commit.detach(),
-                "codes_used": used.float().sum(), "codes_restarted": torch.tensor(float(restarted))}
+                "codes_used": (counts > 0).float().sum(), "codes_restarted": torch.tensor(float(restarted))}
         losses: Losses = {}
         if lc.gan_weight > 0 and step >= lc.gan_start_step:
             # One discriminator pass over real and (non-detached) fake: the trainer sends each loss
