@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--upscale", type=float, help="output scale (whole photos: of the photo)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--aligned", dest="aligned", action="store_const", const=True,
-                      help="inputs are aligned faces (resized to the model's resolution)")
+                      help="inputs are aligned faces (resized to the model's resolution); default: decide per "
+                           "image (square with no face, or one face already on the template: aligned)")
     mode.add_argument("--whole", dest="aligned", action="store_const", const=False,
                       help="inputs are whole photos: detect, align, restore every face, paste back")
     p.add_argument("--save-comparison", dest="save_comparison", action="store_const", const=True,

@@ -15,7 +15,8 @@ otherwise it is a whole photo. Force a mode with ``aligned=True`` / ``False`` (`
 
 Every face gets its own random generator seeded from ``seed`` and a key (the file's relative path and
 the face's index), so a face's result does not depend on the batch it was restored in, on the order
-of the files, or on whether an interrupted run was resumed.
+of the files, or on whether an interrupted run was resumed. (Bit for bit on the CPU; on CUDA, batch
+size and the non-deterministic backward kernels used by identity guidance can change the last bits.)
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def final(run, step):
 
 
 @pytest.mark.parametrize("stage, settings", [
-    # EMA, gradient accumulation, a resume point in the middle of an epoch (16 faces -> 4 batches of 4).
+    # EMA, gradient accumulation, a resume point in the middle of an epoch (20 faces -> 5 batches of 4;
+    # step 3 = micro-batch 6 = epoch 1 + 1 batch).
     ("backbone", {"max_steps": 6, "checkpoint_every": 3, "gradient_accumulation_steps": 2}),
     # Two optimizers (VQGAN + discriminator) from the first step.
     ("vqgan", {"max_steps": 4, "checkpoint_every": 2}),

@@ -10,7 +10,6 @@ import copy
 import hashlib
 import json
 import logging
-import math
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -154,7 +153,7 @@ class Trainer:
             raise ValueError(f"{cfg.data.hq_dir}: {len(self.train_set)} training images are fewer than one batch of "
                              f"{cfg.batch_size} per process x {acc.num_processes} processes")
         self.params = {name: [p for p in m.parameters() if p.requires_grad] for name, m in self.models.items()}
-        self.emas = {name: EMAModel(self.params[name], decay=cfg.ema_decay) for name in stage.ema_names}
+        self.emas = {name: EMAModel(self.params[name], decay=cfg.ema_decay, foreach=True) for name in stage.ema_names}
         acc.register_for_checkpointing(*self.schedulers, *self.emas.values(), stage)
         self.grid_batch = self._fixed_batch()
 
