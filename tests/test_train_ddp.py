@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
+import sys
 import socket
 import subprocess
 
@@ -21,8 +23,9 @@ def free_port() -> int:
 
 
 def launch(config, processes: int = 2) -> subprocess.CompletedProcess:
-    accelerate = shutil.which("accelerate")
-    assert accelerate, "the accelerate CLI is not on PATH"
+    # The CLI of the interpreter running the tests, whether or not its environment is activated.
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate, f"the accelerate CLI is not installed beside {sys.executable}"
     # `--cpu --num_processes 2` would start ONE process; --multi_gpu with ACCELERATE_USE_CPU starts gloo DDP.
     command = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
