@@ -2,8 +2,11 @@
 index))``, so an item is a pure function of its index and epoch: reproducible, and safe in any number
 of DataLoader workers or processes.
 
-A corrupt file in a training folder is reported once (naming it) and replaced by the next readable
-index, so a long run is not stopped by one bad image and stays deterministic.
+A corrupt file in a training folder (``HQFaceDataset``, ``PairedFaceDataset``) is reported once per
+process (a warning naming it) and replaced by the next readable index, so a long run is not stopped
+by one bad image and stays deterministic; the item's ``index`` and ``path`` are those of the image
+actually used. ``LQFolderDataset`` holds the user's inputs, each of which matters: there a corrupt
+file raises ``ImageLoadError`` naming it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from .degradations import DegradationConfig, degrade, sample_params
@@ -21,8 +25,19 @@ from .io import ImageLoadError, list_images, load_image, pil_to_tensor
 logger = logging.getLogger(__name__)
 
 
+def fit_resolution(image: Image.Image, resolution: int | None) -> Image.Image:
+    """``image`` resized (bicubic) to ``resolution`` x ``resolution`` unless it is that size or
+    ``resolution`` is None. Aligned faces are square; a non-square image is stretched."""
+    if resolution and image.size != (resolution, resolution):
+        return image.resize((resolution, resolution), resample=Image.BICUBIC)
+    return image
+
+
+MAX_CONSECUTIVE_BAD = 50  # beyond this many unreadable files in a row the folder itself is wrong
+
+
 class _FaceFolder(Dataset):
-    def __init__(self, root: str | Path, resolution: int | None, seed: int = 0) -> None:
+    def __init__(self, root: str | Path, resolution: int | None = None, seed: int = 0) -> None:
         self.root = Path(root)
         self.paths = list_images(root)
         if not self.paths:
@@ -43,7 +58,7 @@ class _FaceFolder(Dataset):
 
     def load(self, index: int) -> tuple[int, torch.Tensor]:
         """The image at ``index`` (or the next readable one) as (3, R, R) in [-1, 1]."""
-        for offset in range(len(self.paths)):
+        for offset in range(min(len(self.paths), MAX_CONSECUTIVE_BAD + 1)):
             i = (index + offset) % len(self.paths)
             try:
                 image = load_image(self.paths[i])
@@ -52,10 +67,9 @@ class _FaceFolder(Dataset):
                     self._reported.add(self.paths[i])
                     logger.warning("skipping unreadable training image: %s", err)
                 continue
-            if self.resolution and image.size != (self.resolution, self.resolution):
-                image = image.resize((self.resolution, self.resolution), resample=3)  # bicubic
-            return i, pil_to_tensor(image)
-        raise ImageLoadError(f"{self.root}: no readable image")
+            return i, pil_to_tensor(fit_resolution(image, self.resolution))
+        raise ImageLoadError(self.root, f"no readable image at index {index} or the "
+                                        f"{MAX_CONSECUTIVE_BAD} after it (see the warnings above)")
 
 
 class HQFaceDataset(_FaceFolder):
@@ -78,7 +92,7 @@ class HQFaceDataset(_FaceFolder):
 
 class PairedFaceDataset(HQFaceDataset):
     """HQ faces with an LQ version made on the fly by the degradation model:
-    ``{"hq", "lq", "index", "path"}``."""
+    ``{"hq", "lq", "index", "path", "params"}`` (``params``: the degradation drawn, as a dict)."""
 
     def __init__(self, root: str | Path, resolution: int, degradation: DegradationConfig, seed: int = 0,
                  flip: bool = True) -> None:
@@ -89,12 +103,13 @@ class PairedFaceDataset(HQFaceDataset):
         rng = self.rng(index)
         index, image = self.hq(index, rng)
         params = sample_params(self.degradation, image.shape[-1], rng)
-        return {"hq": image, "lq": degrade(image, params), "index": index, "path": str(self.paths[index])}
+        return {"hq": image, "lq": degrade(image, params), "index": index, "path": str(self.paths[index]),
+                "params": params.to_dict()}
 
 
 class LQFolderDataset(_FaceFolder):
     """Degraded faces without ground truth: ``{"lq", "path"}``; resized when ``resolution`` is set."""
 
     def __getitem__(self, index: int) -> dict:
-        index, image = self.load(index)
-        return {"lq": image, "path": str(self.paths[index])}
+        image = fit_resolution(load_image(self.paths[index]), self.resolution)
+        return {"lq": pil_to_tensor(image), "path": str(self.paths[index])}

@@ -84,10 +84,17 @@ def gaussian_kernel(size: int, sigma_x: float, sigma_y: float, theta: float) -> 
 
 
 def blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    pad = kernel.shape[-1] // 2
-    padded = F.pad(image[None], (pad, pad, pad, pad), mode="reflect")
-    weight = kernel.to(image)[None, None].expand(image.shape[0], 1, *kernel.shape)
-    return F.conv2d(padded, weight, groups=image.shape[0])[0]
+    """Convolve each channel of (C, H, W) with ``kernel`` (odd size), reflecting at the borders.
+
+    Through the FFT: the papers' 41 px kernel at 512 px is ten times faster than ``conv2d`` on the
+    one thread a data-loader worker has, and no slower on small kernels.
+    """
+    size = kernel.shape[-1]
+    pad = size // 2
+    padded = F.pad(image[None], (pad, pad, pad, pad), mode="reflect")[0]
+    h, w = padded.shape[-2:]
+    spectrum = torch.fft.rfft2(padded) * torch.fft.rfft2(kernel.to(image).flip(0, 1), s=(h, w))
+    return torch.fft.irfft2(spectrum, s=(h, w))[:, size - 1:, size - 1:]
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -103,7 +110,8 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 def degrade(image: torch.Tensor, params: DegradationParams) -> torch.Tensor:
-    """Blur, down-sample by ``scale``, add noise, JPEG, resize back: (3, H, W) in [-1, 1].
+    """Blur, down-sample by ``scale``, add noise, JPEG, resize back, shift colours, make grey:
+    (3, H, W) in [-1, 1] to the same shape.
 
     The noise comes from ``params.noise_seed``, so the result is a pure function of ``(image, params)``.
     """
@@ -116,7 +124,7 @@ def degrade(image: torch.Tensor, params: DegradationParams) -> torch.Tensor:
         out = out + noise * (2 * params.noise / 255)
     out = jpeg(out, params.jpeg_quality)
     out = resize(out, (h, w))
-    if params.grayscale:
-        out = (0.299 * out[0] + 0.587 * out[1] + 0.114 * out[2]).expand(3, h, w)
     out = out + torch.tensor(params.color_shift, dtype=out.dtype)[:, None, None] * (2 / 255)
+    if params.grayscale:  # after the colour shift, as GFPGAN does: a grey face stays grey
+        out = (0.299 * out[0] + 0.587 * out[1] + 0.114 * out[2]).expand(3, h, w)
     return out.clamp(-1, 1).to(image.dtype)
