@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .geometry import invert_affine, similarity_transform, warp_affine
-from .io import ImageLoadError, load_image
+from .io import ImageLoadError, load_image, spread_subset
 
 logger = logging.getLogger(__name__)
 
@@ -164,15 +164,6 @@ def paste_faces(background: torch.Tensor, faces: torch.Tensor, matrices: Sequenc
 
 
 TIGHT_CROP_PAD = 0.25
-
-
-def spread_subset(paths: Sequence[Path], limit: int | None) -> list[Path]:
-    """At most ``limit`` of ``paths``, evenly spaced over the list (not its head, which sorted
-    file names make unrepresentative: UTKFace names start with the age)."""
-    paths = list(paths)
-    if limit is None or limit >= len(paths):
-        return paths
-    return [paths[i] for i in np.linspace(0, len(paths) - 1, num=max(limit, 0)).round().astype(int)]
 
 
 def collect_landmarks(paths: Sequence[Path], size: int, detector: FaceDetector,

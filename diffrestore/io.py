@@ -11,6 +11,7 @@ import struct
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -50,6 +51,15 @@ def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
         if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
+
+
+def spread_subset(paths: Sequence[Path], limit: int | None) -> list[Path]:
+    """At most ``limit`` of ``paths``, evenly spaced over the list (not its head, which sorted
+    file names make unrepresentative: UTKFace names start with the age)."""
+    paths = list(paths)
+    if limit is None or limit >= len(paths):
+        return paths
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, num=max(limit, 0)).round().astype(int)]
 
 
 def load_image(path: str | Path, min_size: int = 16, max_pixels: int = 50_000_000) -> Image.Image:

@@ -14,8 +14,8 @@ import json
 import logging
 from pathlib import Path
 
-from .faces import TIGHT_CROP_PAD, FaceDetector, collect_landmarks, spread_subset
-from .io import list_images
+from .faces import TIGHT_CROP_PAD, FaceDetector, collect_landmarks
+from .io import list_images, spread_subset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

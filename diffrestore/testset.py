@@ -24,7 +24,7 @@ from . import __version__
 from .config import ConfigError, _read_yaml_chain, merge_config
 from .data import fit_resolution
 from .degradations import DegradationConfig, degrade, sample_params
-from .io import list_images, load_image, pil_to_tensor, save_image
+from .io import list_images, load_image, pil_to_tensor, save_image, spread_subset
 
 
 @dataclass
@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", type=Path, default=None,
                         help="YAML with a 'degradation:' section overriding the default ranges")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N images (sorted)")
+    parser.add_argument("--limit", type=int, default=None, help="use at most N images, evenly spaced over the sorted folder")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     return parser.parse_args(argv)
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(str(err)) from err
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         raise SystemExit(f"{args.out}: not empty (pass --overwrite to write into it)")
-    paths = list_images(args.hq)[:args.limit]
+    paths = spread_subset(list_images(args.hq), args.limit)
     if not paths:
         raise SystemExit(f"{args.hq}: no images found")
     names = [p.relative_to(args.hq).as_posix() if p != args.hq else p.name for p in paths]
