@@ -62,6 +62,7 @@ class SampleConfig:
     cfg_scale: float = 1.0  # classifier-free guidance on E(y) (models trained with condition dropout)
     start_from: str = "backbone"  # backbone | lq | noise
     condition: Optional[bool] = None  # None = as the model was trained; false = zero condition
+    backbone_only: bool = False  # output the L2 backbone's estimate alone (ablation: no diffusion prior)
     seed: int = 0
     batch_size: int = 16  # faces per forward pass
     device: str = "auto"  # auto (cuda, mps, cpu) | cuda | cuda:1 | mps | cpu
@@ -166,7 +167,7 @@ class FaceRestorer:
                 chunk, steps=o.steps, start_t=o.start_t, sampler=o.sampler, eta=o.eta, guidance=o.guidance,
                 guidance_every=o.guidance_every, guidance_range=tuple(o.guidance_range),
                 guidance_schedule=o.guidance_schedule, mask=o.mask, cfg_scale=o.cfg_scale,
-                start_from=o.start_from, condition=o.condition, generator=generators,
+                start_from=o.start_from, condition=o.condition, backbone_only=o.backbone_only, generator=generators,
             )
             out.append(restored.float().cpu())
         return torch.cat(out) if out else faces.new_zeros((0, 3, self.resolution, self.resolution))

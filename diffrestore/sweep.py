@@ -61,7 +61,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from . import evaluate as E
 from .builders import load_template
 from .config import ConfigError, load_config, merge_config
-from .io import list_images, load_image, save_image
+from .io import list_images, load_image, save_image, spread_subset
 
 TRAIN_PREFIX = "train."
 RESTORE_CHUNK = 64
@@ -74,7 +74,7 @@ NOT_HASHED = ("batch_size", "device", "overwrite", "save_comparison")
 class SweepData:
     lq: str = MISSING  # folder of aligned LQ faces
     gt: Optional[str] = None  # folder of the ground truth (paired by file name stem)
-    limit: Optional[int] = None  # only the first N LQ files by name (quick runs); the reference set stays whole
+    limit: Optional[int] = None  # only N LQ files, evenly spaced by name (quick runs); the reference set stays whole
 
 
 @dataclass
@@ -237,12 +237,14 @@ class SweepRunner:
     """Runs the points of one sweep into ``out``; keeps pipelines, evaluators and features cached."""
 
     def __init__(self, cfg: DictConfig, points: list[Point], out: str | Path, force: bool = False,
-                 score_only: bool = False, log=print) -> None:
+                 score_only: bool = False, restore_only: bool = False, log=print) -> None:
+        if score_only and restore_only:
+            raise ValueError("score_only and restore_only exclude each other")
         self.cfg, self.points, self.out, self.force, self.log = cfg, points, Path(out), force, log
-        self.score_only = score_only
+        self.score_only, self.restore_only = score_only, restore_only
         self.lq_paths = list_images(cfg.data.lq, recursive=False)
         if cfg.data.limit is not None:
-            self.lq_paths = self.lq_paths[: cfg.data.limit]
+            self.lq_paths = spread_subset(self.lq_paths, cfg.data.limit)
         if not self.lq_paths:
             raise ValueError(f"{cfg.data.lq}: no LQ images")
         self._pipelines: dict = {}
@@ -366,6 +368,8 @@ class SweepRunner:
             _write_json(record_path, record)
             self.restored.append(point.slug)
 
+        if self.restore_only:  # scored later, elsewhere (--score-only)
+            return {"point": point, "record": record, "summary": None}
         e_hash = self.eval_hash(point, r_hash)
         summary_path = point_dir / "summary.json"
         if record.get("eval_hash") != e_hash or not summary_path.is_file():
@@ -525,7 +529,7 @@ def results_markdown(cfg: DictConfig, outcomes: list[dict], swept: list[str], me
               f"- **base sampling config**: {cfg.base}; fixed: {json.dumps(OmegaConf.to_container(cfg.set))}",
               f"- **swept**: {', '.join(swept) or 'nothing (one point)'}",
               f"- **LQ**: {cfg.data.lq} ({outcomes[0]['summary']['protocol']['n_images'] if outcomes else 0} faces"
-              f"{'' if cfg.data.limit is None else f', first {cfg.data.limit} by name'})",
+              f"{'' if cfg.data.limit is None else f', {cfg.data.limit} evenly spaced by name'})",
               f"- **GT**: {cfg.data.gt}"]
     for key in ("color_space", "identity_network", "identity_template", "reference_set", "reference_size",
                 "testset_manifest"):
@@ -600,13 +604,18 @@ def plot_results(cfg: DictConfig, swept: list[str], rows: list[dict], paths: dic
 
 
 def run_sweep(config: str | Path, out: str | Path | None = None, overrides: Sequence[str] = (), force: bool = False,
-              score_only: bool = False, log=print) -> tuple[SweepRunner, dict[str, Path]]:
+              score_only: bool = False, restore_only: bool = False, log=print) -> tuple[SweepRunner, dict[str, Path]]:
     """Load, run (skipping points that are up to date) and report a sweep; returns the runner
-    (``runner.restored`` / ``runner.scored`` list what was recomputed) and the written files."""
+    (``runner.restored`` / ``runner.scored`` list what was recomputed) and the written files
+    (none with ``restore_only``)."""
     cfg, points = load_sweep(config, overrides)
     out = Path(out) if out else Path("runs") / "ablations" / cfg.name
-    runner = SweepRunner(cfg, points, out, force=force, score_only=score_only, log=log)
+    runner = SweepRunner(cfg, points, out, force=force, score_only=score_only, restore_only=restore_only, log=log)
     outcomes = runner.run()
+    if restore_only:
+        log(f"{len(points)} points: restored {len(runner.restored)}, up to date "
+            f"{len(points) - len(runner.restored)}; score them with --score-only")
+        return runner, {}
     files = write_results(cfg, outcomes, out)
     log(f"{len(points)} points: restored {len(runner.restored)}, scored {len(runner.scored)}, "
         f"up to date {len(points) - len(set(runner.restored) | set(runner.scored))}; results in {files['md']}")
@@ -620,9 +629,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder (default runs/ablations/<name>)")
     parser.add_argument("--force", action="store_true", help="recompute every point")
     parser.add_argument("--dry-run", action="store_true", help="list the points and exit")
-    parser.add_argument("--score-only", action="store_true",
-                        help="restore nothing: score the restored faces already in --out (e.g. made on a GPU "
-                             "machine whose OpenCV cannot run SFace)")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--score-only", action="store_true",
+                      help="restore nothing: score the restored faces already in --out (e.g. made on a GPU "
+                           "machine whose OpenCV cannot run SFace)")
+    only.add_argument("--restore-only", action="store_true",
+                      help="restore every point and score nothing (score later with --score-only)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="overrides of the sweep config, e.g. data.limit=50 set.device=cuda")
     args = parser.parse_intermixed_args(argv)
@@ -632,7 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for point in points:
                 print(f"{point.slug}: {point.label}")
             return 0
-        run_sweep(args.config, args.out, args.overrides, force=args.force, score_only=args.score_only)
+        run_sweep(args.config, args.out, args.overrides, force=args.force, score_only=args.score_only,
+                  restore_only=args.restore_only)
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError, ImportError, RuntimeError,
             subprocess.CalledProcessError) as err:
         print(f"diffrestore-sweep: error: {err}", file=sys.stderr)

@@ -98,14 +98,20 @@ def unet_eps_model(unet: torch.nn.Module, condition: Optional[Tensor] = None, cf
     if condition is None and cfg_scale != 1.0:
         raise ValueError("cfg_scale needs a condition (the model must be conditional)")
 
+    def call(inputs: Tensor, t: int) -> Tensor:
+        # A device tensor, not an int: no host-to-device copy per step, and a compiled UNet does not
+        # specialise (recompile) on every timestep value.
+        timesteps = torch.full((inputs.shape[0],), t, device=inputs.device, dtype=torch.long)
+        return unet(inputs, timesteps).sample
+
     def eps_model(z_t: Tensor, t: int) -> Tensor:
         if condition is None:
-            return unet(z_t.to(dtype), t).sample.to(z_t.dtype)
+            return call(z_t.to(dtype), t).to(z_t.dtype)
         cond = condition.to(z_t.device, dtype)
         if cfg_scale == 1.0:
-            return unet(torch.cat([z_t.to(dtype), cond], dim=1), t).sample.to(z_t.dtype)
+            return call(torch.cat([z_t.to(dtype), cond], dim=1), t).to(z_t.dtype)
         z = z_t.to(dtype).repeat(2, 1, 1, 1)
-        both = unet(torch.cat([z, torch.cat([cond, torch.zeros_like(cond)])], dim=1), t).sample.to(z_t.dtype)
+        both = call(torch.cat([z, torch.cat([cond, torch.zeros_like(cond)])], dim=1), t).to(z_t.dtype)
         eps_cond, eps_uncond = both.chunk(2)
         return eps_uncond + cfg_scale * (eps_cond - eps_uncond)
 

@@ -35,7 +35,8 @@ def _names(dataset: HQFaceDataset, root: str | Path) -> list[str]:
     return [str(Path(p).relative_to(root)) for p in dataset.paths]
 
 
-def _describe(root: str | Path, resolution: int, template: str) -> dict:
+def describe_faces(root: str | Path, resolution: int, template: str) -> dict:
+    """What an embeddings file is checked against: teacher, resolution, template and the faces' names."""
     dataset = HQFaceDataset(root, resolution, flip=False)
     return {"teacher": TEACHER, "resolution": resolution, "template": template, "files": _names(dataset, root)}
 
@@ -62,7 +63,7 @@ def compute_teacher_embeddings(faces: str | Path, out: str | Path, resolution: i
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
-    meta = _describe(faces, resolution, template)
+    meta = describe_faces(faces, resolution, template)
     bounds = np.linspace(0, len(meta["files"]), workers + 1).astype(int)
     jobs = [(faces, resolution, template, int(a), int(b), i == 0) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
     if workers == 1:
@@ -71,6 +72,13 @@ def compute_teacher_embeddings(faces: str | Path, out: str | Path, resolution: i
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             parts = pool.starmap(_embed_range, jobs)
     embeddings = np.concatenate(parts)
+    save_teacher_embeddings(out, embeddings, meta)
+    return embeddings
+
+
+def save_teacher_embeddings(out: str | Path, embeddings: np.ndarray, meta: dict) -> None:
+    """Write ``out`` (.npy, float32) and its ``.json`` (``meta``, see ``describe_faces``), each atomically."""
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for path, write in ((out, lambda f: np.save(f, embeddings.astype(np.float32))),
                         (_sidecar(out), lambda f: f.write(json.dumps(meta, indent=1).encode()))):
@@ -78,7 +86,6 @@ def compute_teacher_embeddings(faces: str | Path, out: str | Path, resolution: i
         with open(tmp, "wb") as handle:
             write(handle)
         os.replace(tmp, path)
-    return embeddings
 
 
 def load_teacher_embeddings(path: str | Path, faces: str | Path, resolution: int, template: str) -> np.ndarray:
@@ -88,7 +95,7 @@ def load_teacher_embeddings(path: str | Path, faces: str | Path, resolution: int
     if not path.is_file() or not meta_path.is_file():
         raise FileNotFoundError(f"{path}: teacher embeddings (or their {meta_path.name}) not found")
     meta = json.loads(meta_path.read_text())
-    expected = _describe(faces, resolution, template)
+    expected = describe_faces(faces, resolution, template)
     for key in ("resolution", "template", "files"):
         if meta.get(key) != expected[key]:
             raise ValueError(f"{path}: computed for other {key} than {faces} at {resolution} px ({template}); "

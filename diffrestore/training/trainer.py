@@ -218,7 +218,9 @@ class Trainer:
         return path
 
     # ---------------------------------------------------------------- one step
-    def _micro_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def micro_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Forward and backward on one micro-batch and, when the accumulation window closes, the optimizer,
+        LR and EMA steps; returns the scalars to log. ``train`` calls it; benchmarks call it on fixed batches."""
         acc = self.accelerator
         with acc.accumulate(*self.models.values()):
             with acc.autocast():
@@ -364,7 +366,7 @@ class Trainer:
         path.write_text(json.dumps({"step": self.step, "sha256": digests}))
 
     # ---------------------------------------------------------------- the loop
-    def _batches(self) -> Iterator[dict[str, Tensor]]:
+    def batches(self) -> Iterator[dict[str, Tensor]]:
         """Micro-batches from the current position on, across epochs, for ever."""
         epoch, skip = divmod(self.step * self.accum, self.batches_per_epoch)
         while True:
@@ -393,13 +395,13 @@ class Trainer:
         tic, images = time.perf_counter(), 0
         last_saved = self.step
         micro = self.step * self.accum
-        batches = self._batches()
+        batches = self.batches()
         started = time.monotonic()
         while self.step < cfg.max_steps and not self._out_of_time(started):
             batch = next(batches)
             if cfg.debug_record_indices:
                 self._record(batch, micro)
-            scalars = self._micro_step(batch)
+            scalars = self.micro_step(batch)
             micro += 1
             images += cfg.batch_size
             for key, value in scalars.items():

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The commands behind benchmarks/RESULTS.md, by section (run from the repo root):
+#   bash benchmarks/suite.sh sampling    # one GPU: bundled 128 px model and the 512 px config
+#   bash benchmarks/suite.sh training    # one GPU: every stage at 128 px, every 512 px config one step
+#   bash benchmarks/suite.sh scaling     # two GPUs: the score stage on 1 and on 2 processes
+#   bash benchmarks/suite.sh cpu         # CPU: seconds per face of the bundled model
+# RESULTS (default benchmarks/RESULTS.md) receives every table; HQ is the training faces folder.
+set -uo pipefail
+RESULTS=${RESULTS:-benchmarks/RESULTS.md}
+HQ=${HQ:-data/utkface/train}
+PY=${PYTHON:-python3}
+S="$PY benchmarks/sampling.py --append --results $RESULTS"
+T="$PY benchmarks/training.py --append --results $RESULTS --random-pretrained"
+case $1 in
+sampling)
+  $S --batch-sizes 1,16,64,256 --guidance 0,1
+  $S --batch-sizes 1,64,256 --channels-last
+  $S --batch-sizes 1,64,256 --guidance 0,1 --channels-last --compile reduce-overhead
+  $S --model-config configs/model/ffhq512.yaml --batch-sizes 1,8,32 --guidance 0,1
+  $S --model-config configs/model/ffhq512.yaml --batch-sizes 8,32 --channels-last --compile default
+  ;;
+training)
+  for stage in vqgan backbone score identity irn mask; do
+    $T --config configs/train/$stage.yaml data.hq_dir=$HQ data.num_workers=14
+  done
+  for stage in vqgan backbone score identity irn mask; do
+    $T --config configs/train/ffhq512/$stage.yaml data.hq_dir=$HQ data.val_dir=null data.num_workers=14 \
+      --steps 5 --no-loader
+  done
+  ;;
+scaling)
+  for n in 1 2; do
+    multi=$([ $n -gt 1 ] && echo --multi_gpu)
+    ${ACCELERATE:-accelerate launch} --num_processes $n $multi --mixed_precision bf16 benchmarks/training.py --append \
+      --results $RESULTS --random-pretrained --config configs/train/score.yaml data.hq_dir=$HQ data.num_workers=7
+    ${ACCELERATE:-accelerate launch} --num_processes $n $multi --mixed_precision bf16 benchmarks/training.py --append \
+      --results $RESULTS --random-pretrained --config configs/train/ffhq512/score.yaml data.hq_dir=$HQ \
+      data.val_dir=null --no-loader --steps 10
+  done
+  ;;
+cpu)
+  $S --device cpu --dtype fp32 --batch-sizes 1,8 --guidance 0,1 --repeats 1
+  ;;
+*)
+  echo "usage: $0 sampling|training|scaling|cpu" >&2; exit 2
+  ;;
+esac
