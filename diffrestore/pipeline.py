@@ -30,6 +30,7 @@ from samplers import IdentityGuidance, difface_sample, unet_eps_model
 
 from .builders import (ModelConfig, build_backbone, build_identity, build_irn, build_mask, build_scheduler,
                        build_unet, build_vqgan, load_template)
+from .colorfix import COLOR_FIXES, wavelet_color_fix
 from .config import load_config
 from .models import IdentityNet, LatentMask, RestorationNet
 
@@ -53,7 +54,7 @@ def load_model_config(path: str | Path, overrides: Sequence[str] = ()) -> ModelC
 
 class DiffRestorePipeline(DiffusionPipeline):
     """Blind face restoration: backbone estimate -> DifFace transition at ``start_t`` -> (conditional)
-    latent refinement with optional masked identity guidance -> VQGAN decoder.
+    latent refinement with optional masked identity guidance -> VQGAN decoder -> colour fix.
 
     Config: ``resolution`` (aligned face size in pixels), ``template`` (five [x, y] landmarks at that
     resolution: the framing the model expects) and ``condition`` (the UNet sees E(y) concatenated).
@@ -210,6 +211,7 @@ class DiffRestorePipeline(DiffusionPipeline):
         start_from: str = "backbone",
         condition: Optional[bool] = None,
         backbone_only: bool = False,
+        color_fix: str = "wavelet",
         generator: Optional[torch.Generator] = None,
     ) -> Tensor:
         """Restore aligned faces ``lq`` (B, 3, R, R) in [-1, 1]; returns (B, 3, R, R) in [-1, 1].
@@ -221,9 +223,13 @@ class DiffRestorePipeline(DiffusionPipeline):
         ``mask``: ``learned`` (the pipeline's LatentMask), ``full`` (all ones) or ``off`` (no guidance).
         ``backbone_only``: return the L2 backbone's estimate f(y) itself (no VQGAN, no diffusion): the
         first stage alone, for ablations.
+        ``color_fix``: ``wavelet`` gives the output the low-frequency colours of the backbone estimate
+        (the decoder's colour shift removed, its detail kept; see ``diffrestore.colorfix``) or ``none``.
         """
         if start_from not in START_FROM:
             raise ValueError(f"start_from must be one of {START_FROM}, got {start_from!r}")
+        if color_fix not in COLOR_FIXES:
+            raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {color_fix!r}")
         if mask not in MASKS:
             raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
         if condition and not self.config.condition:
@@ -255,4 +261,12 @@ class DiffRestorePipeline(DiffusionPipeline):
         z0 = difface_sample(eps_model, z_start, self.scheduler, start_t=int(start_t), steps=int(steps),
                             sampler=sampler, eta=eta, generator=generator, pure_noise=pure_noise,
                             guidance=identity_guidance)
-        return self.decode(z0).clamp(-1, 1)
+        restored = self.decode(z0)
+        if color_fix == "wavelet":
+            restored = wavelet_color_fix(restored, estimate.float(), self.color_fix_levels)
+        return restored.clamp(-1, 1)
+
+    @property
+    def color_fix_levels(self) -> int:
+        """Wavelet levels of the colour fix: the colour layer spans about 1/8 of the face at any resolution."""
+        return max(1, int(self.config.resolution).bit_length() - 4)

@@ -63,10 +63,12 @@ class SampleConfig:
     start_from: str = "backbone"  # backbone | lq | noise
     condition: Optional[bool] = None  # None = as the model was trained; false = zero condition
     backbone_only: bool = False  # output the L2 backbone's estimate alone (ablation: no diffusion prior)
+    color_fix: str = "wavelet"  # wavelet: low-frequency colours from the backbone estimate | none
     seed: int = 0
     batch_size: int = 16  # faces per forward pass
     device: str = "auto"  # auto (cuda, mps, cpu) | cuda | cuda:1 | mps | cpu
     dtype: str = "auto"  # auto (bf16 on cuda, fp32 elsewhere) | fp32 | fp16 | bf16
+    compile: Optional[str] = None  # torch.compile mode of the UNet (reduce-overhead: CUDA graphs; GPU, large folders)
     aligned: Optional[bool] = None  # True: inputs are aligned faces; False: whole photos; None: per image
     upscale: float = 1.0  # output scale of whole photos (bicubic background) and of aligned faces
     feather: float = 0.06  # soft border of pasted faces, fraction of the face size
@@ -138,7 +140,7 @@ class FaceRestorer:
         dtype = resolve_dtype(options.dtype, self.device)
         if pipeline.dtype != dtype:
             pipeline.cast(dtype)
-        self.pipeline = pipeline.to(self.device)
+        self.pipeline = pipeline.to(self.device).optimize(compile_mode=options.compile)
         self.pipeline.set_progress_bar_config(disable=True)
         self.resolution = int(pipeline.config.resolution)
         template = pipeline.config.template
@@ -167,7 +169,8 @@ class FaceRestorer:
                 chunk, steps=o.steps, start_t=o.start_t, sampler=o.sampler, eta=o.eta, guidance=o.guidance,
                 guidance_every=o.guidance_every, guidance_range=tuple(o.guidance_range),
                 guidance_schedule=o.guidance_schedule, mask=o.mask, cfg_scale=o.cfg_scale,
-                start_from=o.start_from, condition=o.condition, backbone_only=o.backbone_only, generator=generators,
+                start_from=o.start_from, condition=o.condition, backbone_only=o.backbone_only,
+                color_fix=o.color_fix, generator=generators,
             )
             out.append(restored.float().cpu())
         return torch.cat(out) if out else faces.new_zeros((0, 3, self.resolution, self.resolution))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +69,13 @@ def test_output_shape_range_and_reproducibility(pipe, lq):
 
 def test_unet_called_once_per_step_starting_at_start_t(pipe, lq):
     seen = []
-    hook = pipe.unet.register_forward_hook(lambda module, args, out: seen.append(int(args[1])))
+    hook = pipe.unet.register_forward_hook(lambda module, args, out: seen.append(args[1].tolist()))
     try:
         call(pipe, lq, steps=7, start_t=250)
     finally:
         hook.remove()
+    assert all(len(set(batch)) == 1 and len(batch) == len(lq) for batch in seen)  # one timestep per call
+    seen = [batch[0] for batch in seen]
     assert len(seen) == 7 and seen[0] == 250 and seen[-1] == 0
 
 
@@ -233,3 +236,25 @@ def test_model_config_file_is_strict():
     assert load_model_config(TINY, ["model.resolution=64"]).resolution == 64
     with pytest.raises(ConfigError, match="nope"):
         load_model_config(TINY, ["model.nope=1"])
+
+
+def test_backbone_only_returns_the_backbone_estimate(pipe, lq):
+    out = call(pipe, lq, backbone_only=True)
+    assert torch.equal(out, pipe.backbone(lq).clamp(-1, 1))
+    assert not torch.allclose(out, call(pipe, lq), atol=1e-3)
+
+
+def test_speedups_keep_the_outputs(lq):
+    reference = call(tiny_pipeline(), lq, guidance=0.5, mask="full")
+    fast = tiny_pipeline().optimize(channels_last=True)
+    assert fast.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(call(fast, lq, guidance=0.5, mask="full"), reference, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="compile_mode"):
+        tiny_pipeline().optimize(compile_mode="fastest")
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on CPU needs a C compiler")
+def test_compiled_unet_keeps_the_outputs(lq):
+    reference = call(tiny_pipeline(), lq, steps=3)
+    compiled = tiny_pipeline().optimize(compile_mode="default")
+    torch.testing.assert_close(call(compiled, lq, steps=3), reference, atol=1e-4, rtol=0)
