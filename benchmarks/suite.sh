@@ -2,7 +2,7 @@
 # The commands behind benchmarks/RESULTS.md, by section (run from the repo root):
 #   bash benchmarks/suite.sh sampling    # one GPU: bundled 128 px model and the 512 px config
 #   bash benchmarks/suite.sh training    # one GPU: every stage at 128 px, every 512 px config one step
-#   bash benchmarks/suite.sh scaling     # two GPUs: the score stage on 1 and on 2 processes
+#   bash benchmarks/suite.sh scaling     # the score stage on 1 and 2 GPUs (GPUS="1 2 4" SIZES=512 for more)
 #   bash benchmarks/suite.sh cpu         # CPU: seconds per face of the bundled model
 # RESULTS (default benchmarks/RESULTS.md) receives every table; HQ is the training faces folder.
 set -uo pipefail
@@ -28,14 +28,19 @@ training)
       --steps 5 --no-loader
   done
   ;;
-scaling)
-  for n in 1 2; do
+scaling)  # GPUS (default "1 2") process counts; SIZES (default "128 512") score configs
+  for n in ${GPUS:-1 2}; do
     multi=$([ $n -gt 1 ] && echo --multi_gpu)
-    ${ACCELERATE:-accelerate launch} --num_processes $n $multi --mixed_precision bf16 benchmarks/training.py --append \
-      --results $RESULTS --random-pretrained --config configs/train/score.yaml data.hq_dir=$HQ data.num_workers=7
-    ${ACCELERATE:-accelerate launch} --num_processes $n $multi --mixed_precision bf16 benchmarks/training.py --append \
-      --results $RESULTS --random-pretrained --config configs/train/ffhq512/score.yaml data.hq_dir=$HQ \
-      data.val_dir=null --no-loader --steps 10
+    L="${ACCELERATE:-accelerate launch} --num_processes $n $multi --mixed_precision bf16 benchmarks/training.py"
+    for size in ${SIZES:-128 512}; do
+      if [ $size = 128 ]; then
+        $L --append --results $RESULTS --random-pretrained --config configs/train/score.yaml data.hq_dir=$HQ \
+          data.num_workers=7
+      else
+        $L --append --results $RESULTS --random-pretrained --config configs/train/ffhq512/score.yaml \
+          data.hq_dir=$HQ data.val_dir=null --no-loader --steps 10
+      fi
+    done
   done
   ;;
 cpu)
