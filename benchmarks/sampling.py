@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--guidance", default="0", help="comma-separated guidance scales (0 = unguided)")
     p.add_argument("--guidance-every", type=int, default=1)
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--start-t", type=int, default=400)
+    p.add_argument("--start-t", type=int, default=100)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
     p.add_argument("--channels-last", action="store_true")

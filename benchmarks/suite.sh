@@ -3,6 +3,7 @@
 #   bash benchmarks/suite.sh sampling    # one GPU: bundled 128 px model and the 512 px config
 #   bash benchmarks/suite.sh training    # one GPU: every stage at 128 px, every 512 px config one step
 #   bash benchmarks/suite.sh scaling     # the score stage on 1 and 2 GPUs (GPUS="1 2 4" SIZES=512 for more)
+#   bash benchmarks/suite.sh flops       # anywhere: FLOPs per face, share of the peak of the measured faces/s
 #   bash benchmarks/suite.sh cpu         # CPU: seconds per face of the bundled model
 # RESULTS (default benchmarks/RESULTS.md) receives every table; HQ is the training faces folder.
 set -uo pipefail
@@ -43,10 +44,14 @@ scaling)  # GPUS (default "1 2") process counts; SIZES (default "128 512") score
     done
   done
   ;;
+flops)  # share of the H100's bf16 peak of the best measured throughputs (compiled, tables above)
+  $PY benchmarks/flops.py --append --results $RESULTS --faces-per-s 420
+  $PY benchmarks/flops.py --append --results $RESULTS --model-config configs/model/ffhq512.yaml --faces-per-s 13.9
+  ;;
 cpu)
-  $S --device cpu --dtype fp32 --batch-sizes 1,8 --guidance 0,1 --repeats 1
+  $S --device cpu --dtype fp32 --batch-sizes 1,4 --guidance 0,1 --repeats 1
   ;;
 *)
-  echo "usage: $0 sampling|training|scaling|cpu" >&2; exit 2
+  echo "usage: $0 sampling|training|scaling|flops|cpu" >&2; exit 2
   ;;
 esac

@@ -258,3 +258,14 @@ def test_compiled_unet_keeps_the_outputs(lq):
     reference = call(tiny_pipeline(), lq, steps=3)
     compiled = tiny_pipeline().optimize(compile_mode="default")
     torch.testing.assert_close(call(compiled, lq, steps=3), reference, atol=1e-4, rtol=0)
+
+
+def test_color_fix_takes_the_colours_of_the_backbone_estimate(pipe, lq):
+    from diffrestore.colorfix import low_frequency
+
+    estimate = pipe.backbone(lq).clamp(-1, 1)
+    colours = lambda x: low_frequency(x, pipe.color_fix_levels)  # noqa: E731
+    raw, fixed = call(pipe, lq, color_fix="none"), call(pipe, lq)
+    assert (colours(fixed) - colours(estimate)).abs().mean() < 0.5 * (colours(raw) - colours(estimate)).abs().mean()
+    with pytest.raises(ValueError, match="color_fix"):
+        call(pipe, lq, color_fix="adain")

@@ -139,7 +139,7 @@ def test_presets_and_overrides(tmp_path):
                               "guidance_range=[0.1,0.5]", "--whole"])
     options = sample.build_options(args)
     assert options.steps == 7 and options.guidance_range == [0.1, 0.5] and options.aligned is False
-    assert options.start_t == 300 and options.color_fix == "wavelet"  # from the preset and its default.yaml
+    assert options.cfg_scale == 2.0 and options.start_t == 100  # from the preset and its default.yaml
     assert sample.default_out(tmp_path) == tmp_path.parent / f"{tmp_path.name}_restored"
 
 
