@@ -6,7 +6,6 @@ import json
 import logging
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
