@@ -37,6 +37,7 @@ from .models import IdentityNet, LatentMask, RestorationNet
 START_FROM = ("backbone", "lq", "noise")
 MASKS = ("learned", "full", "off")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+GUIDANCE_TARGETS = ("irn", "backbone")
 
 
 @dataclass
@@ -177,14 +178,17 @@ class DiffRestorePipeline(DiffusionPipeline):
         return self.mask().float().to(like.device)
 
     def _guidance(self, lq: Tensor, estimate: Tensor, latent_like: Tensor, scale: float, mask: str, every: int,
-                  range_: Sequence[float], schedule: str) -> Optional[IdentityGuidance]:
+                  range_: Sequence[float], schedule: str, target_from: str) -> Optional[IdentityGuidance]:
         if scale == 0 or mask == "off":
             return None
         if self.identity is None:
             raise ValueError("identity guidance needs an identity network; this pipeline has none (use guidance=0)")
         mask_tensor = self._mask_tensor(mask, latent_like)
-        # IRN(y) predicts the HQ face's embedding; without an IRN the backbone estimate stands in.
-        target = self.irn(lq.to(self.irn.dtype)) if self.irn is not None else self.identity(estimate)
+        # IRN(y) predicts the HQ face's embedding; phi(f(y)) is the alternative (and the fallback without an IRN).
+        if target_from == "irn" and self.irn is not None:
+            target = self.irn(lq.to(self.irn.dtype))
+        else:
+            target = self.identity(estimate.to(self.identity.dtype))
         identity = self.identity
 
         def embed(images: Tensor) -> Tensor:
@@ -206,6 +210,7 @@ class DiffRestorePipeline(DiffusionPipeline):
         guidance_every: int = 1,
         guidance_range: Sequence[float] = (0.0, 1.0),
         guidance_schedule: str = "constant",
+        guidance_target: str = "irn",
         mask: str = "learned",
         cfg_scale: float = 1.0,
         start_from: str = "backbone",
@@ -221,6 +226,8 @@ class DiffRestorePipeline(DiffusionPipeline):
         ``condition``: None = as trained; False on a conditional model feeds a zero condition (the
         unconditional branch of condition dropout); True on an unconditional model is an error.
         ``mask``: ``learned`` (the pipeline's LatentMask), ``full`` (all ones) or ``off`` (no guidance).
+        ``guidance_target``: the embedding guidance pulls towards: ``irn`` (IRN(y), CLR-Face) or ``backbone``
+        (phi of the backbone estimate f(y)).
         ``backbone_only``: return the L2 backbone's estimate f(y) itself (no VQGAN, no diffusion): the
         first stage alone, for ablations.
         ``color_fix``: ``wavelet`` gives the output the low-frequency colours of the backbone estimate
@@ -230,6 +237,8 @@ class DiffRestorePipeline(DiffusionPipeline):
             raise ValueError(f"start_from must be one of {START_FROM}, got {start_from!r}")
         if color_fix not in COLOR_FIXES:
             raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {color_fix!r}")
+        if guidance_target not in GUIDANCE_TARGETS:
+            raise ValueError(f"guidance_target must be one of {GUIDANCE_TARGETS}, got {guidance_target!r}")
         if mask not in MASKS:
             raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
         if condition and not self.config.condition:
@@ -254,7 +263,7 @@ class DiffRestorePipeline(DiffusionPipeline):
             cond = lq_latent if condition in (None, True) else torch.zeros_like(lq_latent)
         eps_model = unet_eps_model(self.unet, cond, cfg_scale)
         identity_guidance = self._guidance(lq, estimate, z_start, guidance, mask, guidance_every, guidance_range,
-                                           guidance_schedule)
+                                           guidance_schedule, guidance_target)
         pure_noise = start_from == "noise"
         if pure_noise:
             start_t = self.scheduler.config.num_train_timesteps - 1

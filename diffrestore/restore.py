@@ -58,6 +58,7 @@ class SampleConfig:
     guidance_every: int = 1
     guidance_range: List[float] = field(default_factory=lambda: [0.0, 1.0])  # fraction of the trajectory
     guidance_schedule: str = "constant"  # constant | sigma
+    guidance_target: str = "irn"  # irn: IRN(y) | backbone: phi(f(y))
     mask: str = "learned"  # learned | full | off
     cfg_scale: float = 1.0  # classifier-free guidance on E(y) (models trained with condition dropout)
     start_from: str = "backbone"  # backbone | lq | noise
@@ -168,8 +169,8 @@ class FaceRestorer:
             restored = self.pipeline(
                 chunk, steps=o.steps, start_t=o.start_t, sampler=o.sampler, eta=o.eta, guidance=o.guidance,
                 guidance_every=o.guidance_every, guidance_range=tuple(o.guidance_range),
-                guidance_schedule=o.guidance_schedule, mask=o.mask, cfg_scale=o.cfg_scale,
-                start_from=o.start_from, condition=o.condition, backbone_only=o.backbone_only,
+                guidance_schedule=o.guidance_schedule, guidance_target=o.guidance_target, mask=o.mask,
+                cfg_scale=o.cfg_scale, start_from=o.start_from, condition=o.condition, backbone_only=o.backbone_only,
                 color_fix=o.color_fix, generator=generators,
             )
             out.append(restored.float().cpu())
