@@ -37,6 +37,15 @@ def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 1, r
     return sorted(times)[len(times) // 2]
 
 
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of ``fn()`` (matmuls and convolutions, 2 per multiply-add) by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def peak_memory_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
 

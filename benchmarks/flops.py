@@ -16,10 +16,8 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BF16_PEAK, machine_header, report  # noqa: E402
+from _common import BF16_PEAK, count_flops, machine_header, report  # noqa: E402
 
 from diffrestore.pipeline import DiffRestorePipeline  # noqa: E402
 from diffrestore.restore import load_pipeline  # noqa: E402
@@ -36,12 +34,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def count(fn) -> int:
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        fn()
-    return counter.get_total_flops()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pipe = (DiffRestorePipeline.from_model_config(args.model_config) if args.model_config
@@ -49,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     size = pipe.config.resolution
     lq = torch.zeros(1, 3, size, size)
     latent = torch.zeros(1, pipe.unet.config.in_channels, *pipe.latent_shape[1:])
-    unet_step = count(lambda: pipe.unet(latent, torch.tensor([1])))
-    one_step_call = count(lambda: pipe(lq, steps=1, start_t=100))
+    with torch.no_grad():
+        unet_step = count_flops(lambda: pipe.unet(latent, torch.tensor([1])))
+        one_step_call = count_flops(lambda: pipe(lq, steps=1, start_t=100))
     per_face = one_step_call + (args.steps - 1) * unet_step
     row = {"GFLOP per UNet step": unet_step / 1e9, f"GFLOP per face ({args.steps} steps)": per_face / 1e9,
            "UNet share": unet_step * args.steps / per_face}

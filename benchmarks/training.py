@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from torch.utils.flop_counter import FlopCounterMode
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bf16_peak_flops, machine_header, peak_memory_gib, report, reset_peak_memory, sync  # noqa: E402
+from _common import (bf16_peak_flops, count_flops, machine_header, peak_memory_gib, report,  # noqa: E402
+                     reset_peak_memory, sync)
 
 from diffrestore.builders import build_backbone, build_identity, build_irn, build_unet, build_vqgan  # noqa: E402
 from diffrestore.config import load_config  # noqa: E402
@@ -80,12 +79,6 @@ def time_steps(trainer: Trainer, batches, steps: int, warmup: int) -> float:
     return (time.perf_counter() - tic) / steps
 
 
-def step_flops(trainer: Trainer, batch: dict) -> int:
-    with FlopCounterMode(display=False) as counter:
-        trainer.micro_step(batch)
-    return counter.get_total_flops()
-
-
 def fixed(batch: dict):
     while True:
         yield batch
@@ -105,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         loader = trainer.batches()
         batch = next(loader)
         reset_peak_memory(device)
-        flops = step_flops(trainer, batch)
+        flops = count_flops(lambda: trainer.micro_step(batch))
         model_seconds = time_steps(trainer, fixed(batch), args.steps, args.warmup)
         memory = peak_memory_gib(device)
         loader_seconds = None if args.no_loader else time_steps(trainer, loader, args.steps, args.warmup)

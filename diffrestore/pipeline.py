@@ -40,6 +40,11 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 GUIDANCE_TARGETS = ("irn", "backbone")
 
 
+def _check_choice(name: str, value: object, choices: Sequence) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
 @dataclass
 class ModelFile:
     """Schema of a model config file (``configs/model/*.yaml``): everything under ``model:``."""
@@ -132,8 +137,7 @@ class DiffRestorePipeline(DiffusionPipeline):
                 if module is not None:
                     module.to(memory_format=torch.channels_last)
         if compile_mode is not None:
-            if compile_mode not in COMPILE_MODES:
-                raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
+            _check_choice("compile_mode", compile_mode, COMPILE_MODES)
             self.unet.compile(mode=compile_mode)
         return self
 
@@ -233,14 +237,9 @@ class DiffRestorePipeline(DiffusionPipeline):
         ``color_fix``: ``wavelet`` gives the output the low-frequency colours of the backbone estimate
         (the decoder's colour shift removed, its detail kept; see ``diffrestore.colorfix``) or ``none``.
         """
-        if start_from not in START_FROM:
-            raise ValueError(f"start_from must be one of {START_FROM}, got {start_from!r}")
-        if color_fix not in COLOR_FIXES:
-            raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {color_fix!r}")
-        if guidance_target not in GUIDANCE_TARGETS:
-            raise ValueError(f"guidance_target must be one of {GUIDANCE_TARGETS}, got {guidance_target!r}")
-        if mask not in MASKS:
-            raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
+        for name, value, choices in (("start_from", start_from, START_FROM), ("color_fix", color_fix, COLOR_FIXES),
+                                     ("guidance_target", guidance_target, GUIDANCE_TARGETS), ("mask", mask, MASKS)):
+            _check_choice(name, value, choices)
         if condition and not self.config.condition:
             raise ValueError("condition=True needs a conditional model; this one was trained without E(y)")
         self._check_input(lq)
