@@ -138,28 +138,42 @@ def feather_mask(size: int, feather: float, device: torch.device | str = "cpu") 
 
 
 def paste_faces(background: torch.Tensor, faces: torch.Tensor, matrices: Sequence[np.ndarray],
-                upscale: float, feather: float = 0.06) -> torch.Tensor:
+                upscale: float, feather: float = 0.06, aligned: torch.Tensor | None = None,
+                detail: float = 0.0) -> torch.Tensor:
     """Warp each face of ``faces`` (N, 3, s, s) back into ``background`` (3, H', W') and blend.
 
     ``background`` is the photo already upscaled by ``upscale_image(photo, upscale)``; ``matrices``
     are the photo -> face matrices used by ``align_faces`` on the original photo. Faces are pasted
     in order, so a later face covers an earlier one where they overlap. ``feather`` is the width of
     the soft border as a fraction of the face size (see ``feather_mask``).
+
+    ``detail`` keeps the photo's own detail above the faces' s-px resolution (a two-band split):
+    each pasted face is ``warp(face) + detail * (background - warp(aligned))``, where ``aligned``
+    (N, 3, s, s) are the crops ``align_faces`` took from the same photo (the faces the model saw) and
+    ``warp`` is the same face -> background warp. The difference is what an s-px crop cannot hold:
+    ~0 for a face smaller than s px in the photo, its fine detail for a larger one. 0 = the restored
+    face alone; 1 = all of the photo's band above s px. With ``faces == aligned`` and ``detail=1`` the
+    photo comes back unchanged.
     """
     out = background.clone()
     if len(matrices) == 0:
         return out
+    if detail and aligned is None:
+        raise ValueError("paste_faces: detail != 0 needs the aligned input faces (aligned=...)")
     size = faces.shape[-1]
     to_background = [
         invert_affine((np.vstack([m, [0.0, 0.0, 1.0]]) @ np.linalg.inv(_upscale_matrix(upscale)))[:2])
         for m in matrices
     ]
     mask = feather_mask(size, feather, faces.device).expand(len(matrices), 1, size, size)
-    layers = torch.cat([faces.to(background.dtype), mask.to(background.dtype)], dim=1)
+    layers = [faces, mask] + ([aligned.to(faces.device)] if detail else [])
+    layers = torch.cat([layer.to(background.dtype) for layer in layers], dim=1)
     warped = warp_affine(layers, np.stack(to_background), tuple(background.shape[-2:]), padding_mode="zeros")
     for face_and_mask in warped:
-        weight = face_and_mask[3:]
-        out = weight * face_and_mask[:3] + (1 - weight) * out
+        face, weight = face_and_mask[:3], face_and_mask[3:4]
+        if detail:
+            face = face + detail * (background - face_and_mask[4:7])
+        out = weight * face + (1 - weight) * out
     return out.clamp(-1, 1)
 
 

@@ -6,7 +6,8 @@
 - whole photos (``restore_photo`` / ``restore_photos``): MTCNN finds every face, each is aligned to
   the pipeline's template at its resolution, ALL faces of all the photos given are restored together
   in batches of ``batch_size``, then warped back and blended with a feathered mask into the photo
-  upscaled (bicubic) by ``upscale``. A photo without faces comes back upscaled and otherwise unchanged.
+  upscaled (bicubic) by ``upscale``, keeping the photo's own detail finer than the model's resolution
+  (``detail``, see ``faces.paste_faces``). A photo without faces comes back upscaled and otherwise unchanged.
 
 With ``aligned=None`` (the default) each image is classified on its own: it is treated as an aligned
 face when it is square and MTCNN finds either no face (too degraded to detect) or exactly one face
@@ -73,6 +74,7 @@ class SampleConfig:
     aligned: Optional[bool] = None  # True: inputs are aligned faces; False: whole photos; None: per image
     upscale: float = 1.0  # output scale of whole photos (bicubic background) and of aligned faces
     feather: float = 0.06  # soft border of pasted faces, fraction of the face size
+    detail: float = 1.0  # pasted faces keep the photo's own detail finer than the model's resolution; 0 = off
     min_face_size: int = 20  # MTCNN: smallest face, pixels
     detection_threshold: float = 0.9  # MTCNN: minimum face score
     save_comparison: bool = False  # also write <name>_comparison<ext>: LQ | restored
@@ -208,7 +210,8 @@ class FaceRestorer:
             elif matrices:
                 face_batches.append(align_faces(pil_to_tensor(photo), matrices, self.resolution))
                 face_keys += [f"{key}#{i}" for i in range(len(matrices))]
-        restored = self._restore_faces(torch.cat(face_batches), face_keys) if face_batches else None
+        inputs = torch.cat(face_batches) if face_batches else None
+        restored = self._restore_faces(inputs, face_keys) if inputs is not None else None
 
         results, used = [], 0
         for photo, (mode, matrices, note) in zip(photos, plans):
@@ -218,8 +221,9 @@ class FaceRestorer:
                 results.append(Restoration(tensor_to_pil(self._upscale_face(face)), 1, mode, note))
                 continue
             faces = restored[used:used + len(matrices)] if matrices else None
+            aligned_inputs = inputs[used:used + len(matrices)] if matrices else None
             used += len(matrices)
-            results.append(self._paste(photo, faces, matrices))
+            results.append(self._paste(photo, faces, aligned_inputs, matrices))
         return results
 
     # ----------------------------------------------------------------------------------------------
@@ -263,14 +267,17 @@ class FaceRestorer:
         shift = np.linalg.norm(matrix[:, :2] @ [centre, centre] + matrix[:, 2] - centre) / photo.width
         return abs(np.log(scale)) < 0.15 and abs(angle) < 10 and shift < 0.08
 
-    def _paste(self, photo: Image.Image, faces: Optional[Tensor], matrices: list[np.ndarray]) -> Restoration:
+    def _paste(self, photo: Image.Image, faces: Optional[Tensor], aligned: Optional[Tensor],
+               matrices: list[np.ndarray]) -> Restoration:
+        """``faces``: the restored faces; ``aligned``: the crops they were restored from (for ``detail``)."""
         o = self.options
         device = self.device if self.device.type == "cuda" else torch.device("cpu")
         background = upscale_image(pil_to_tensor(photo).to(device), o.upscale)
         if not matrices:
             return Restoration(tensor_to_pil(background), 0, "whole",
                                "no face found: saved the photo upscaled, otherwise unchanged")
-        pasted = paste_faces(background, faces.to(device), matrices, o.upscale, o.feather)
+        pasted = paste_faces(background, faces.to(device), matrices, o.upscale, o.feather,
+                             aligned=aligned.to(device), detail=o.detail)
         return Restoration(tensor_to_pil(pasted), len(matrices), "whole")
 
 

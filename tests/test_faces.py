@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from diffrestore.builders import load_template
@@ -96,6 +97,103 @@ def test_pasting_a_changed_face_changes_only_the_face(detections):
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     assert abs(xs.float().mean() - cx) < 0.1 * (x1 - x0) and abs(ys.float().mean() - cy) < 0.15 * (y1 - y0)
     assert changed.sum() < 2.5 * (x1 - x0) * (y1 - y0)
+
+
+def _textured_photo(size: int = 256, blur_sigma: float = 0.0) -> torch.Tensor:
+    """A smooth shading plus pixel-level texture (white noise, or noise blurred like a natural photo)."""
+    y, x = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    shading = 0.3 * torch.sin(x / 23) * torch.cos(y / 31)
+    texture = torch.randn(3, size, size, generator=torch.Generator().manual_seed(0))
+    if blur_sigma > 0:
+        radius = int(3 * blur_sigma)
+        kernel = torch.exp(-torch.arange(-radius, radius + 1).float() ** 2 / (2 * blur_sigma ** 2))
+        kernel = (kernel / kernel.sum()).view(1, 1, 1, -1)
+        texture = F.conv2d(F.pad(texture[:, None], (radius, radius, 0, 0), mode="reflect"), kernel)
+        texture = F.conv2d(F.pad(texture, (0, 0, radius, radius), mode="reflect"), kernel.transpose(2, 3))[:, 0]
+    return shading + 0.15 * texture / texture.std()
+
+
+def _face_matrix(centre: tuple[float, float], side: float, size: int, degrees: float = 10.0) -> np.ndarray:
+    """Photo -> face matrix taking a ``side``-px square around ``centre``, rotated, onto ``size`` px."""
+    angle = np.radians(degrees)
+    linear = size / side * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    shift = np.full(2, (size - 1) / 2) - linear @ np.asarray(centre)
+    return np.hstack([linear, shift[:, None]])
+
+
+def _inside(background: torch.Tensor, matrices, size: int, upscale: float) -> torch.Tensor:
+    ones = torch.ones(len(matrices), 3, size, size)
+    return paste_faces(torch.zeros_like(background), ones, matrices, upscale)[0] > 0.99
+
+
+def _laplacian(image: torch.Tensor) -> torch.Tensor:
+    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).expand(3, 1, 3, 3)
+    return F.conv2d(image[None], kernel, padding=1, groups=3)[0]
+
+
+def test_detail_zero_is_the_plain_paste(detections):
+    photo, faces = detections["gfpgan_Blake_Lively.jpg"]
+    template = load_template("utkface_128", SIZE)
+    matrices = [alignment_matrix(f.landmarks, template) for f in faces]
+    crops = align_faces(photo, matrices, SIZE)
+    restored = (crops.flip(-1) * 0.8).clamp(-1, 1)  # any face different from the crop
+    for upscale in (1.0, 2.0):
+        background = upscale_image(photo, upscale)
+        plain = paste_faces(background, restored, matrices, upscale)
+        assert torch.equal(paste_faces(background, restored, matrices, upscale, aligned=crops, detail=0.0), plain)
+        assert not torch.equal(paste_faces(background, restored, matrices, upscale, aligned=crops, detail=1.0), plain)
+    with pytest.raises(ValueError, match="aligned"):
+        paste_faces(photo, restored, matrices, 1.0, detail=1.0)
+
+
+@pytest.mark.parametrize("upscale", [1.0, 2.0])
+def test_detail_brings_back_the_photo_band_a_small_face_cannot_hold(upscale):
+    """A 200-px face aligned to 48 px: the crop holds the shading, not the pixel-level texture."""
+    photo, size = _textured_photo(), 48
+    matrices = [_face_matrix((128, 128), 200, size)]
+    crops = align_faces(photo, matrices, size)
+    background = upscale_image(photo, upscale)
+    inside = _inside(background, matrices, size, upscale)
+    restored = crops + 0.1  # a "model" that keeps the face it saw and brightens it
+    target = background + 0.1  # ... so the ideal result is the photo, brightened
+
+    def paste(detail: float) -> torch.Tensor:
+        return paste_faces(background, restored, matrices, upscale, aligned=crops, detail=detail)
+
+    with_detail, without = paste(1.0), paste(0.0)
+    error_with = (with_detail - target)[:, inside].abs().mean().item()
+    error_without = (without - target)[:, inside].abs().mean().item()
+    assert error_with < 1e-3 and error_without > 0.08, (error_with, error_without)
+    # the texture itself: the plain paste loses most of its Laplacian energy, the detail paste keeps it
+    energy = {name: _laplacian(image)[:, inside].pow(2).mean().item()
+              for name, image in [("photo", background), ("with", with_detail), ("without", without)]}
+    assert abs(energy["with"] / energy["photo"] - 1) < 0.02 and energy["without"] < 0.2 * energy["photo"], energy
+    half = paste(0.5)[:, inside]  # detail scales the photo band linearly
+    assert torch.allclose(half, (with_detail[:, inside] + without[:, inside]) / 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("upscale", [1.0, 2.0])
+def test_detail_is_near_zero_for_faces_smaller_than_the_model(detections, upscale):
+    """Alignment upsamples a small face: its crop holds all of it, so the photo adds ~nothing."""
+
+    def detail_term(image: torch.Tensor, matrices, size: int) -> float:
+        """Mean |background - warp_back(aligned)| inside the faces."""
+        crops = align_faces(image, matrices, size)
+        background = upscale_image(image, upscale)
+        zero = torch.zeros_like(crops)
+        term = (paste_faces(background, zero, matrices, upscale, aligned=crops, detail=1.0)
+                - paste_faces(background, zero, matrices, upscale))
+        return term[:, _inside(background, matrices, size, upscale)].abs().mean().item()
+
+    photo = _textured_photo(blur_sigma=1.0)  # texture as sharp as a good photo's
+    small = detail_term(photo, [_face_matrix((128, 128), 25, 64)], 64)  # 0.4 photo px per face px
+    large = detail_term(photo, [_face_matrix((128, 128), 200, 64)], 64)
+    assert small < 0.025 and large > 0.05, (small, large)  # the texture's own mean |.|: 0.12
+    # the real faces of gfpgan_00 (0.4-0.5 photo px per face px at 128)
+    real_photo, faces = detections["gfpgan_00.jpg"]
+    template = load_template("utkface_128", SIZE)
+    real = detail_term(real_photo, [alignment_matrix(f.landmarks, template) for f in faces], SIZE)
+    assert real < 0.025, real  # ~3 / 255
 
 
 def test_feather_mask_shape():

@@ -109,6 +109,31 @@ def test_whole_photos_keep_their_background(model_dir, whole_paths, tmp_path, ca
         assert diff[coverage > 0.99].mean() > 0.05, path  # the faces were replaced
 
 
+def test_detail_keeps_the_photo_sharpness_of_large_faces(model_dir, whole_paths, tmp_path):
+    """The tiny model works at 32 px, far below the faces of gfpgan_Blake_Lively: ``detail=1`` (the
+    default) pastes them with the photo's own fine detail, ``detail=0`` as blurred 32-px faces."""
+    lq = tmp_path / "blake.png"  # lossless, so the Laplacian measures the paste, not JPEG blocks
+    load_image(next(p for p in whole_paths if "Blake" in p.name)).save(lq)
+    photo = pil_to_tensor(load_image(lq))
+    template = DiffRestorePipeline.load_config(model_dir)["template"]
+    matrices = [alignment_matrix(f.landmarks, template) for f in FaceDetector("cpu").detect(load_image(lq))]
+    inside = paste_faces(torch.zeros_like(photo), torch.ones(len(matrices), 3, 32, 32), matrices, 1.0)[0] > 0.99
+    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).expand(3, 1, 3, 3)
+
+    def laplacian_energy(image: torch.Tensor) -> float:
+        return torch.nn.functional.conv2d(image[None], kernel, padding=1, groups=3)[0][:, inside].pow(2).mean().item()
+
+    energy = {}
+    for detail in (1.0, 0.0):
+        out = tmp_path / f"detail{detail}"
+        assert sample.main(["--lq", str(lq), "--out", str(out), "--model", str(model_dir), "--whole",
+                            f"detail={detail}", *FAST]) == 0
+        energy[detail] = laplacian_energy(pil_to_tensor(load_image(out / lq.name)))
+    photo_energy = laplacian_energy(photo)
+    assert energy[0.0] < 0.3 * photo_energy and 0.7 * photo_energy < energy[1.0] < 1.5 * photo_energy, \
+        (energy, photo_energy)
+
+
 def test_photo_without_faces_is_copied_upscaled(model_dir, face_paths, tmp_path, capsys):
     lq = tmp_path / "nofaces"
     lq.mkdir()
