@@ -6,7 +6,7 @@
 
 Rows: faces/s (batch / median seconds of one ``pipeline(...)`` call), the latency of that call, and the
 peak GPU memory. A ``--model-config`` pipeline has random weights: speed does not depend on them. With
-guidance the bundled model (which ships no learned mask) is guided on the full latent.
+guidance a pipeline with a learned mask is guided through it, one without on the full latent.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", default="1,16,64,256")
     p.add_argument("--guidance", default="0", help="comma-separated guidance scales (0 = unguided)")
     p.add_argument("--guidance-every", type=int, default=1)
+    p.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale (2 = the UNet twice)")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--start-t", type=int, default=100)
     p.add_argument("--device", default="auto")
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def restore() -> torch.Tensor:
                 return pipeline(lq, steps=args.steps, start_t=args.start_t, guidance=scale, mask=mask,
-                                guidance_every=args.guidance_every)
+                                guidance_every=args.guidance_every, cfg_scale=args.cfg_scale)
 
             reset_peak_memory(device)
             try:
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     source = args.model_config or args.model or "bundled utkface128"
     settings = (f"model: {source} ({size} px) · {args.steps} DDIM steps from t={args.start_t} · {args.dtype}"
                 f" · channels-last {args.channels_last} · compile {args.compile or 'off'}"
-                f" · guidance every {args.guidance_every} step(s), mask {mask}")
+                f" · guidance every {args.guidance_every} step(s), mask {mask} · cfg_scale {args.cfg_scale:g}")
     report("Sampling", machine_header(device), settings, rows, args.append, args.results)
     return 0
 

@@ -214,7 +214,7 @@ class DiffRestorePipeline(DiffusionPipeline):
         guidance_every: int = 1,
         guidance_range: Sequence[float] = (0.0, 1.0),
         guidance_schedule: str = "constant",
-        guidance_target: str = "irn",
+        guidance_target: str = "backbone",
         mask: str = "learned",
         cfg_scale: float = 1.0,
         start_from: str = "backbone",
@@ -230,8 +230,9 @@ class DiffRestorePipeline(DiffusionPipeline):
         ``condition``: None = as trained; False on a conditional model feeds a zero condition (the
         unconditional branch of condition dropout); True on an unconditional model is an error.
         ``mask``: ``learned`` (the pipeline's LatentMask), ``full`` (all ones) or ``off`` (no guidance).
-        ``guidance_target``: the embedding guidance pulls towards: ``irn`` (IRN(y), CLR-Face) or ``backbone``
-        (phi of the backbone estimate f(y)).
+        ``guidance_target``: the embedding guidance pulls towards: ``backbone`` (phi of the backbone
+        estimate f(y)) or ``irn`` (IRN(y), CLR-Face). ``backbone`` is the default because on the bundled
+        model phi(f(y)) predicts phi of the HQ face better than IRN(y) does (docs/ablations.md).
         ``backbone_only``: return the L2 backbone's estimate f(y) itself (no VQGAN, no diffusion): the
         first stage alone, for ablations.
         ``color_fix``: ``wavelet`` gives the output the low-frequency colours of the backbone estimate

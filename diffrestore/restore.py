@@ -59,7 +59,7 @@ class SampleConfig:
     guidance_every: int = 1
     guidance_range: List[float] = field(default_factory=lambda: [0.0, 1.0])  # fraction of the trajectory
     guidance_schedule: str = "constant"  # constant | sigma
-    guidance_target: str = "irn"  # irn: IRN(y) | backbone: phi(f(y))
+    guidance_target: str = "backbone"  # backbone: phi(f(y)) | irn: IRN(y) (CLR-Face)
     mask: str = "learned"  # learned | full | off
     cfg_scale: float = 1.0  # classifier-free guidance on E(y) (models trained with condition dropout)
     start_from: str = "backbone"  # backbone | lq | noise

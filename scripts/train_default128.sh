@@ -3,13 +3,14 @@
 # 10-minute slot; stages without dependencies between them share the GPU.
 #   bash scripts/train_default128.sh a     # vqgan, backbone
 #   bash scripts/train_default128.sh b     # score (needs a's vqgan)
-#   bash scripts/train_default128.sh c     # identity -> irn -> mask (needs a's vqgan and backbone)
-# Phase c distils phi on data/utkface/train_id (6,000 faces of train, the names listed in the teacher
-# file's .json) from SFace embeddings computed beforehand on a CPU machine (OpenCV 5 cannot run SFace):
-#   python -m diffrestore.training.teacher --faces data/utkface/train_id \
-#     --out data/utkface/train_id_sface128.npy --workers 2
+#   bash scripts/train_default128.sh c     # identity
+#   bash scripts/train_default128.sh d     # irn -> mask (needs c's identity, a's vqgan and backbone)
+# Phase c distils phi on all of data/utkface/train from SFace embeddings computed beforehand on a
+# CPU machine (OpenCV 5 on the GPU machine cannot run SFace):
+#   python -m diffrestore.training.teacher --faces data/utkface/train \
+#     --out data/utkface/train_sface128.npy --workers 2
 # Each stage stops at its time limit (checkpoint + export); RUNS overrides the output root and
-# VQGAN / BACKBONE the frozen components phase c uses (default: phase a's exports), HQ the faces of
+# VQGAN / BACKBONE the frozen components phase d uses (default: phase a's exports), HQ the faces of
 # the irn and mask stages (default data/utkface/train).
 set -euo pipefail
 RUNS=${RUNS:-runs}
@@ -30,12 +31,15 @@ b)
   train score 7.8 14 max_steps=6000 pretrained.vqgan=$RUNS/vqgan/export/vqgan
   ;;
 c)
+  train identity 7.8 14 max_steps=6000 optim.lr_schedule=cosine data.hq_dir=${HQ:-data/utkface/train} \
+    data.teacher_embeddings=data/utkface/train_sface128.npy
+  ;;
+d)
   VQGAN=${VQGAN:-$RUNS/vqgan/export/vqgan} BACKBONE=${BACKBONE:-$RUNS/backbone/export/backbone}
   HQ=${HQ:-data/utkface/train}
-  train identity 2.3 6 max_steps=3000 data.hq_dir=data/utkface/train_id \
-    data.teacher_embeddings=data/utkface/train_id_sface128.npy
-  train irn 1.7 12 max_steps=2000 data.hq_dir=$HQ pretrained.identity=$RUNS/identity/export/identity
-  train mask 2 12 max_steps=800 data.hq_dir=$HQ pretrained.vqgan=$VQGAN pretrained.backbone=$BACKBONE \
+  train irn 1.6 14 max_steps=2000 optim.lr_schedule=cosine data.hq_dir=$HQ \
+    pretrained.identity=$RUNS/identity/export/identity
+  train mask 1.5 14 max_steps=700 data.hq_dir=$HQ pretrained.vqgan=$VQGAN pretrained.backbone=$BACKBONE \
     pretrained.identity=$RUNS/identity/export/identity pretrained.irn=$RUNS/irn/export/irn
   ;;
 esac
