@@ -15,6 +15,7 @@ T="$PY benchmarks/training.py --append --results $RESULTS --random-pretrained"
 case $1 in
 sampling)
   $S --batch-sizes 1,16,64,256 --guidance 0,1
+  $S --batch-sizes 1,64,256 --guidance 0.5 --guidance-every 5   # the default preset
   $S --batch-sizes 1,64,256 --channels-last
   $S --batch-sizes 1,64,256 --guidance 0,1 --channels-last --compile reduce-overhead
   $S --model-config configs/model/ffhq512.yaml --batch-sizes 1,8,32 --guidance 0,1
@@ -48,9 +49,8 @@ flops)  # share of the H100's bf16 peak of the best measured throughputs (compil
   $PY benchmarks/flops.py --append --results $RESULTS --faces-per-s 420
   $PY benchmarks/flops.py --append --results $RESULTS --model-config configs/model/ffhq512.yaml --faces-per-s 13.9
   ;;
-cpu)  # the presets: default (guidance 0.5 every 2nd step), unguided, full guidance, quality (cfg 2)
-  $S --device cpu --dtype fp32 --batch-sizes 1,4 --guidance 0,0.5 --guidance-every 2 --repeats 1
-  $S --device cpu --dtype fp32 --batch-sizes 1,4 --guidance 0.5 --repeats 1
+cpu)  # the presets: unguided, default (guidance 0.5 on every 5th step), quality (cfg 2, guidance every 2nd)
+  $S --device cpu --dtype fp32 --batch-sizes 1,4 --guidance 0,0.5 --guidance-every 5 --repeats 1
   $S --device cpu --dtype fp32 --batch-sizes 1,4 --guidance 0.5 --guidance-every 2 --cfg-scale 2 --repeats 1
   ;;
 *)
