@@ -272,8 +272,9 @@ def test_color_fix_takes_the_colours_of_the_backbone_estimate(pipe, lq):
 
 
 def test_guidance_target_chooses_what_identity_is_pulled_towards(pipe, lq):
-    towards_irn = call(pipe, lq, guidance=0.5, mask="full")
+    towards_irn = call(pipe, lq, guidance=0.5, mask="full", guidance_target="irn")
     towards_backbone = call(pipe, lq, guidance=0.5, mask="full", guidance_target="backbone")
     assert not torch.allclose(towards_irn, towards_backbone, atol=1e-4)
+    assert torch.equal(call(pipe, lq, guidance=0.5, mask="full"), towards_backbone)  # the default
     with pytest.raises(ValueError, match="guidance_target"):
         call(pipe, lq, guidance=0.5, guidance_target="hq")
