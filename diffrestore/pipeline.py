@@ -30,7 +30,7 @@ from samplers import IdentityGuidance, difface_sample, unet_eps_model
 
 from .builders import (ModelConfig, build_backbone, build_identity, build_irn, build_mask, build_scheduler,
                        build_unet, build_vqgan, load_template)
-from .colorfix import COLOR_FIXES, wavelet_color_fix
+from .colorfix import COLOR_FIXES, chroma_color_fix, wavelet_color_fix
 from .config import load_config
 from .models import IdentityNet, LatentMask, RestorationNet
 
@@ -236,7 +236,8 @@ class DiffRestorePipeline(DiffusionPipeline):
         ``backbone_only``: return the L2 backbone's estimate f(y) itself (no VQGAN, no diffusion): the
         first stage alone, for ablations.
         ``color_fix``: ``wavelet`` gives the output the low-frequency colours of the backbone estimate
-        (the decoder's colour shift removed, its detail kept; see ``diffrestore.colorfix``) or ``none``.
+        (the decoder's colour shift removed, its detail kept; see ``diffrestore.colorfix``), ``chroma``
+        additionally all of the estimate's chroma (fine colours such as irises too), or ``none``.
         """
         for name, value, choices in (("start_from", start_from, START_FROM), ("color_fix", color_fix, COLOR_FIXES),
                                      ("guidance_target", guidance_target, GUIDANCE_TARGETS), ("mask", mask, MASKS)):
@@ -271,8 +272,9 @@ class DiffRestorePipeline(DiffusionPipeline):
                             sampler=sampler, eta=eta, generator=generator, pure_noise=pure_noise,
                             guidance=identity_guidance)
         restored = self.decode(z0)
-        if color_fix == "wavelet":
-            restored = wavelet_color_fix(restored, estimate.float(), self.color_fix_levels)
+        if color_fix != "none":
+            fix = chroma_color_fix if color_fix == "chroma" else wavelet_color_fix
+            restored = fix(restored, estimate.float(), self.color_fix_levels)
         return restored.clamp(-1, 1)
 
     @property

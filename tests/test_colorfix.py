@@ -1,9 +1,9 @@
-"""The wavelet colour fix: colours from the reference, detail from the image."""
+"""The colour fixes: colours from the reference, detail from the image."""
 
 import pytest
 import torch
 
-from diffrestore.colorfix import low_frequency, wavelet_color_fix
+from diffrestore.colorfix import chroma_color_fix, low_frequency, luma, wavelet_color_fix
 
 
 def smooth_face(seed: int) -> torch.Tensor:
@@ -30,3 +30,21 @@ def test_fixing_an_image_against_itself_changes_nothing():
 def test_shapes_must_match():
     with pytest.raises(ValueError, match="differ in shape"):
         wavelet_color_fix(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 16, 16))
+
+
+def chroma(images: torch.Tensor) -> torch.Tensor:
+    return images - luma(images)  # (R - Y, G - Y, B - Y): zero for any grey
+
+
+def test_chroma_fix_keeps_fine_colours_of_the_reference_that_the_wavelet_fix_loses():
+    reference = smooth_face(4)
+    reference[:, 2, 30:34, 30:34] += 1.0  # a small blue patch (an iris), finer than the colour layer
+    grey_detail = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(5)).expand(1, 3, 64, 64) * 0.1
+    image = luma(reference).expand(1, 3, 64, 64) + grey_detail  # the decoder lost the colours, kept detail
+    patch = (slice(None), slice(None), slice(30, 34), slice(30, 34))
+    blue = chroma(reference)[patch]
+    wavelet = wavelet_color_fix(image, reference, levels=4)
+    fixed = chroma_color_fix(image, reference, levels=4)
+    assert (chroma(fixed)[patch] - blue).abs().mean() < 1e-5
+    assert (chroma(wavelet)[patch] - blue).abs().mean() > 0.3 * blue.abs().mean()
+    torch.testing.assert_close(luma(fixed), luma(wavelet))  # detail (luma) exactly as the wavelet fix
