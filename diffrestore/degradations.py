@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .colorfix import luma
+
 
 @dataclass
 class DegradationConfig:
@@ -126,5 +128,5 @@ def degrade(image: torch.Tensor, params: DegradationParams) -> torch.Tensor:
     out = resize(out, (h, w))
     out = out + torch.tensor(params.color_shift, dtype=out.dtype)[:, None, None] * (2 / 255)
     if params.grayscale:  # after the colour shift, as GFPGAN does: a grey face stays grey
-        out = (0.299 * out[0] + 0.587 * out[1] + 0.114 * out[2]).expand(3, h, w)
+        out = luma(out[None])[0].expand(3, h, w)
     return out.clamp(-1, 1).to(image.dtype)
