@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-COLOR_FIXES = ("wavelet", "chroma", "none")
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
 
 
@@ -61,3 +60,7 @@ def luma(images: Tensor) -> Tensor:
     """BT.601 luma (B, 1, H, W) of RGB ``images`` (B, 3, H, W), in their own range."""
     weights = torch.tensor(LUMA_WEIGHTS, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
     return (images * weights).sum(dim=1, keepdim=True)
+
+
+COLOR_FIX_FUNCTIONS = {"wavelet": wavelet_color_fix, "chroma": chroma_color_fix}
+COLOR_FIXES = (*COLOR_FIX_FUNCTIONS, "none")

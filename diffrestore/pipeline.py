@@ -30,7 +30,7 @@ from samplers import IdentityGuidance, difface_sample, unet_eps_model
 
 from .builders import (ModelConfig, build_backbone, build_identity, build_irn, build_mask, build_scheduler,
                        build_unet, build_vqgan, load_template)
-from .colorfix import COLOR_FIXES, chroma_color_fix, wavelet_color_fix
+from .colorfix import COLOR_FIX_FUNCTIONS, COLOR_FIXES
 from .config import load_config
 from .models import IdentityNet, LatentMask, RestorationNet
 
@@ -273,8 +273,7 @@ class DiffRestorePipeline(DiffusionPipeline):
                             guidance=identity_guidance)
         restored = self.decode(z0)
         if color_fix != "none":
-            fix = chroma_color_fix if color_fix == "chroma" else wavelet_color_fix
-            restored = fix(restored, estimate.float(), self.color_fix_levels)
+            restored = COLOR_FIX_FUNCTIONS[color_fix](restored, estimate.float(), self.color_fix_levels)
         return restored.clamp(-1, 1)
 
     @property
