@@ -49,9 +49,10 @@ flops)  # share of the H100's bf16 peak of the best measured throughputs (compil
   $PY benchmarks/flops.py --append --results $RESULTS --faces-per-s 420
   $PY benchmarks/flops.py --append --results $RESULTS --model-config configs/model/ffhq512.yaml --faces-per-s 13.9
   ;;
-cpu)  # the presets: unguided, default (guidance 0.5 on every 5th step), quality (cfg 2, guidance every 2nd)
+cpu)  # the presets: unguided, default (guidance 0.5 on every 5th step), quality (cfg 2, guidance every 2nd), every step
   $S --device cpu --dtype fp32 --batch-sizes 1,4 --guidance 0,0.5 --guidance-every 5 --repeats 1
   $S --device cpu --dtype fp32 --batch-sizes 1,4 --guidance 0.5 --guidance-every 2 --cfg-scale 2 --repeats 1
+  $S --device cpu --dtype fp32 --batch-sizes 1 --guidance 0.5 --repeats 1   # guidance on every step
   ;;
 *)
   echo "usage: $0 sampling|training|scaling|flops|cpu" >&2; exit 2
