@@ -2,6 +2,10 @@
 index))``, so an item is a pure function of its index and epoch: reproducible, and safe in any number
 of DataLoader workers or processes.
 
+``resident(device)`` of a training set decodes it once into a uint8 tensor on ``device`` and returns
+a :class:`ResidentFaces`, which makes whole batches there (flips, degradations): training at GPU speed
+without data-loader workers. Its randomness comes from a generator the caller seeds per batch.
+
 A corrupt file in a training folder (``HQFaceDataset``, ``PairedFaceDataset``) is reported once per
 process (a warning naming it) and replaced by the next readable index, so a long run is not stopped
 by one bad image and stays deterministic; the item's ``index`` and ``path`` are those of the image
@@ -12,6 +16,7 @@ file raises ``ImageLoadError`` naming it.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +24,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .degradations import DegradationConfig, degrade, sample_params
+from torch import Tensor
+
+from .degradations import DegradationConfig, degrade, degrade_batch, sample_batch, sample_params
 from .io import ImageLoadError, list_images, load_image, pil_to_tensor
 
 logger = logging.getLogger(__name__)
@@ -72,6 +79,45 @@ class _FaceFolder(Dataset):
                                         f"{MAX_CONSECUTIVE_BAD} after it (see the warnings above)")
 
 
+class ResidentFaces:
+    """Faces held as one uint8 tensor (N, 3, R, R) on a device, with the recipe of their batches:
+    random mirroring when ``flip``, an LQ version by the degradation model when ``degradation`` is
+    set, and per-face ``extras`` (e.g. teacher embeddings) looked up by index."""
+
+    def __init__(self, images: Tensor, flip: bool, degradation: DegradationConfig | None = None,
+                 extras: dict[str, Tensor] | None = None) -> None:
+        self.images, self.flip, self.degradation = images, flip, degradation
+        self.extras = {k: v.to(images.device) for k, v in (extras or {}).items()}
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def with_extras(self, **extras: Tensor) -> "ResidentFaces":
+        return ResidentFaces(self.images, self.flip, self.degradation, {**self.extras, **extras})
+
+    def faces(self, indices: Tensor, flipped: Tensor | None = None) -> Tensor:
+        """The faces at ``indices`` as floats in [-1, 1], mirrored where ``flipped``."""
+        hq = self.images[indices].float() / 127.5 - 1
+        return hq if flipped is None else torch.where(flipped[:, None, None, None], hq.flip(-1), hq)
+
+    def batch(self, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """``{"hq", "index", "flipped"[, "lq"], *extras}`` for ``indices`` (on this set's device)."""
+        n = indices.shape[0]
+        flipped = torch.rand(n, generator=generator, device=self.device) < 0.5 if self.flip \
+            else torch.zeros(n, dtype=torch.bool, device=self.device)
+        hq = self.faces(indices, flipped)
+        batch = {"hq": hq, "index": indices, "flipped": flipped}
+        if self.degradation is not None:
+            params = sample_batch(self.degradation, hq.shape[-1], n, generator)
+            batch["lq"] = degrade_batch(hq, params, generator=generator)
+        batch.update({name: values[indices] for name, values in self.extras.items()})
+        return batch
+
+
 class HQFaceDataset(_FaceFolder):
     """Aligned high-quality faces: ``{"hq", "index", "path"}``, randomly mirrored when ``flip``."""
 
@@ -89,6 +135,17 @@ class HQFaceDataset(_FaceFolder):
         index, image = self.hq(index, self.rng(index))
         return {"hq": image, "index": index, "path": str(self.paths[index])}
 
+    def decode_all(self, workers: int = 16) -> Tensor:
+        """Every face (unreadable ones replaced as in training) as one uint8 tensor (N, 3, R, R)."""
+        def pixels(index: int) -> Tensor:
+            return ((self.load(index)[1] + 1) * 127.5).round().to(torch.uint8)
+
+        with ThreadPoolExecutor(workers) as pool:
+            return torch.stack(list(pool.map(pixels, range(len(self)))))
+
+    def resident(self, device: torch.device | str) -> ResidentFaces:
+        return ResidentFaces(self.decode_all().to(device), self.flip)
+
 
 class PairedFaceDataset(HQFaceDataset):
     """HQ faces with an LQ version made on the fly by the degradation model:
@@ -105,6 +162,9 @@ class PairedFaceDataset(HQFaceDataset):
         params = sample_params(self.degradation, image.shape[-1], rng)
         return {"hq": image, "lq": degrade(image, params), "index": index, "path": str(self.paths[index]),
                 "params": params.to_dict()}
+
+    def resident(self, device: torch.device | str) -> ResidentFaces:
+        return ResidentFaces(self.decode_all().to(device), self.flip, self.degradation)
 
 
 class LQFolderDataset(_FaceFolder):

@@ -237,7 +237,8 @@ def _resize_bank(size: int, device: torch.device) -> tuple[Tensor, Tensor]:
 
 def _separable(matrices: Tensor, images: Tensor) -> Tensor:
     """``M_b @ image_b @ M_b^T`` for every image b and channel."""
-    return torch.einsum("bij,bcjk,blk->bcil", matrices, images, matrices)
+    m = matrices[:, None]
+    return m @ images @ m.transpose(-1, -2)
 
 
 def _replicate_beyond(images: Tensor, sides: Tensor) -> Tensor:

@@ -247,3 +247,38 @@ def test_codebook_restart_replaces_only_unused_codes():
     for code in (2, 4, 5):
         assert (after[code] == tokens).all(dim=1).any(), "a restarted code is not an encoder output"
     assert restarter.maybe_restart(4, codebook) == 0  # usage was reset: nothing observed since
+
+
+def test_resident_score_stage_reads_the_latents_it_would_encode(runs, faces, vqgan_run):
+    """On resident data the score stage encodes every HQ face and its mirror once; the cached latents
+    are those the encoder gives each batch, flipped or not, and the stage trains on them."""
+    cfg = make_config(runs, faces, "score", f"pretrained.vqgan={vqgan_run[0] / 'vqgan'}", "data.resident=true",
+                      f"output_dir={runs / 'score_resident'}", "max_steps=30")
+    stage = STAGES["score"](cfg)
+    trainer = Trainer(cfg, stage)
+    batch = next(trainer.batches())
+    assert batch["flipped"].any() and not batch["flipped"].all()  # both halves of the cache are read
+    with torch.no_grad():
+        encoded = stage._latents(trainer.frozen["vqgan"], batch["hq"])
+    assert torch.allclose(stage._target_latents(trainer.frozen["vqgan"], batch), encoded, atol=1e-5)
+    assert stage.latent_cache.shape[:2] == (16, 2)
+    trainer.train()
+    logs = [json.loads(line) for line in (runs / "score_resident" / "log.jsonl").read_text().splitlines()]
+    assert_decreases(logs, "loss/unet")
+
+
+def test_resident_batches_cover_each_face_once_per_epoch_and_degrade_it(runs, faces):
+    cfg = make_config(runs, faces, "backbone", "data.resident=true", f"output_dir={runs / 'resident_order'}")
+    trainer = Trainer(cfg, STAGES["backbone"](cfg))
+    batches = trainer.batches()
+    epoch = [next(batches) for _ in range(trainer.batches_per_epoch)]
+    seen = torch.cat([b["index"] for b in epoch]).sort().values
+    assert torch.equal(seen, torch.arange(16))
+    dataset = STAGES["backbone"](cfg).train_dataset()
+    clean = torch.stack([dataset.load(i)[1] for i in epoch[0]["index"].tolist()])
+    hq = torch.where(epoch[0]["flipped"][:, None, None, None], clean.flip(-1), clean)
+    assert torch.allclose(epoch[0]["hq"], hq, atol=1e-6)
+    error = (epoch[0]["lq"] - hq).pow(2).mean(dim=(1, 2, 3))
+    assert (error > 1e-4).all()  # every face got its degradation
+    again = next(Trainer(cfg, STAGES["backbone"](cfg)).batches())
+    assert torch.equal(again["index"], epoch[0]["index"]) and torch.equal(again["lq"], epoch[0]["lq"])

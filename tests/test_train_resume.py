@@ -37,6 +37,8 @@ def final(run, step):
     ("backbone", {"max_steps": 6, "checkpoint_every": 3, "gradient_accumulation_steps": 2}),
     # Two optimizers (VQGAN + discriminator) from the first step.
     ("vqgan", {"max_steps": 4, "checkpoint_every": 2}),
+    # The training set resident in device memory, degradations made there, resumed mid-epoch.
+    ("backbone", {"max_steps": 6, "checkpoint_every": 3, "gradient_accumulation_steps": 2, "data": {"resident": True}}),
 ])
 def test_resume_in_a_new_process_is_exact(tmp_path, stage, settings):
     whole = train_in_process(tmp_path, stage, tmp_path / "whole", **settings)
@@ -72,8 +74,11 @@ def test_killed_run_resumes_from_latest_to_the_same_weights(tmp_path):
     assert killed_at is not None and ckpt.read_state(killed_at)["step"] < settings["max_steps"]
 
     run_train(config, "--resume", "latest")
-    resumed_from = [row["event"] for row in read_log(tmp_path / "killed") if "event" in row]
+    rows = read_log(tmp_path / "killed")
+    resumed_from = [row["event"] for row in rows if "event" in row]
     assert len(resumed_from) == 1 and "step-" in resumed_from[0]
+    logged = [row["step"] for row in rows if "event" not in row]
+    assert logged == list(range(1, settings["max_steps"] + 1))  # the killed run's rows past its checkpoint went
 
     whole = train_in_process(tmp_path, "backbone", tmp_path / "whole", **settings)
     assert_identical(final(whole, 12), final(tmp_path / "killed", 12))
@@ -92,3 +97,10 @@ def test_resume_latest_ignores_a_half_written_checkpoint(tmp_path):
     assert events == [f"resumed from {root / 'step-00000004'}"]
     assert not partial.exists()
     assert ckpt.read_state(ckpt.latest_checkpoint(root))["step"] == 6
+
+
+def test_resume_warns_when_the_schedule_changed(tmp_path, caplog):
+    run = train_in_process(tmp_path, "backbone", tmp_path / "run", max_steps=2, checkpoint_every=2)
+    with caplog.at_level("WARNING"):
+        train_in_process(tmp_path, "backbone", run, max_steps=4, checkpoint_every=2, resume="latest")
+    assert "max_steps=2, resumed with 4" in caplog.text

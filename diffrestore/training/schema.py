@@ -27,6 +27,7 @@ class DataConfig:
     val_dir: Optional[str] = None
     flip: bool = True
     num_workers: int = 4
+    resident: bool = False  # decode the training set once into device memory; batches are made there
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     teacher_embeddings: Optional[str] = None
 
@@ -51,6 +52,8 @@ class TrainConfig:
     time_limit_minutes: float = 0.0  # stop early (checkpoint + export) after this long; 0 = no limit
     batch_size: int = 32  # per process
     mixed_precision: str = "no"  # no | fp16 | bf16
+    compile: bool = False  # torch.compile every model in place (falls back to eager where it fails)
+    channels_last: bool = False  # models and image batches in channels-last memory format
     gradient_accumulation_steps: int = 1
     ema_decay: float = 0.999
     checkpoint_every: int = 1000

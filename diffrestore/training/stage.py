@@ -55,6 +55,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 if TYPE_CHECKING:
+    from ..data import ResidentFaces
     from .schema import TrainConfig
 
 Losses = dict[str, tuple[Tensor, dict[str, float]]]
@@ -87,6 +88,11 @@ class Stage:
     def val_dataset(self) -> Dataset | None:
         """Fixed images for the sample grids; ``None`` uses a fixed batch of the training data."""
         return None
+
+    def prepare_resident(self, faces: ResidentFaces, frozen: dict[str, nn.Module]) -> None:
+        """With ``data.resident``: called once with the training faces on the device (under
+        ``no_grad`` and autocast), to precompute what depends on them alone (e.g. frozen encodings).
+        Batches then carry ``"index"`` and ``"flipped"``, which such caches are read with."""
 
     def compute_losses(self, models: dict[str, nn.Module], frozen: dict[str, nn.Module], batch: dict[str, Tensor],
                        step: int) -> Losses:

@@ -11,11 +11,13 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import (DistributedDataParallelKwargs, GradientAccumulationPlugin, ProjectConfiguration,
@@ -28,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm.auto import tqdm
 
 from ..config import ConfigError
+from ..data import ResidentFaces
 from ..io import save_image
 from . import checkpoint as ckpt
 from .schema import TrainConfig
@@ -38,6 +41,34 @@ logger = logging.getLogger(__name__)
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LOG_WITH = ("tensorboard", "none")
 GRID_ITEMS = 8  # images in a sample grid
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    """The data order of one epoch: a function of ``(seed, epoch)`` only."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+class ResidentBatches:
+    """Batches of a :class:`ResidentFaces` set for one process of ``num_processes``: each global batch
+    of the epoch's permutation is split between the processes, as accelerate shards a DataLoader, and
+    the randomness inside a batch comes from a generator seeded by ``(seed, epoch, batch, process)``,
+    so a resumed run sees exactly the batches it would have seen."""
+
+    def __init__(self, faces: ResidentFaces, batch_size: int, seed: int, process_index: int,
+                 num_processes: int) -> None:
+        self.faces, self.batch_size, self.seed = faces, batch_size, seed
+        self.rank, self.world = process_index, num_processes
+
+    def __len__(self) -> int:
+        return len(self.faces) // (self.batch_size * self.world)
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[dict[str, Tensor]]:
+        order = epoch_permutation(len(self.faces), self.seed, epoch).to(self.faces.device)
+        for b in range(skip, len(self)):
+            start = (b * self.world + self.rank) * self.batch_size
+            seed = int(np.random.SeedSequence([self.seed, epoch, b, self.rank]).generate_state(1)[0])
+            generator = torch.Generator(self.faces.device).manual_seed(seed)
+            yield self.faces.batch(order[start:start + self.batch_size], generator)
 
 
 class EpochShuffle(Sampler[tuple[int, int]]):
@@ -51,8 +82,7 @@ class EpochShuffle(Sampler[tuple[int, int]]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter([(self.epoch, i) for i in torch.randperm(self.n, generator=generator).tolist()])
+        return iter([(self.epoch, i) for i in epoch_permutation(self.n, self.seed, self.epoch).tolist()])
 
     def __len__(self) -> int:
         return self.n
@@ -98,6 +128,8 @@ class Trainer:
         # Different seeds per process: the data differs anyway, and noise in compute_losses should too.
         # Initial weights are broadcast from process 0 when the models are wrapped in DDP.
         set_seed(cfg.seed, device_specific=True)
+        if self.accelerator.device.type == "cuda":  # the fp32 parts (degradations, losses) on tensor cores
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.step = 0
         self._build()
 
@@ -126,29 +158,29 @@ class Trainer:
         if unknown:
             raise ValueError(f"stage {cfg.stage!r}: ema_names {sorted(unknown)} are not trainable models")
         self.frozen = {name: m.eval().requires_grad_(False).to(acc.device) for name, m in stage.build_frozen().items()}
+        self._speed_up(models, self.frozen)
 
         optimizers = [torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=cfg.optim.lr,
-                                        betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
+                                        betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay,
+                                        fused=acc.device.type == "cuda")
                       for m in models.values()]
         self.schedulers = [get_scheduler(cfg.optim.lr_schedule, opt, num_warmup_steps=cfg.optim.warmup_steps,
                                          num_training_steps=cfg.max_steps) for opt in optimizers]
 
         self.train_set = stage.train_dataset()
-        self.sampler = EpochShuffle(len(self.train_set), cfg.seed)
-        # Worker seeds come from this generator (re-seeded per epoch), not from the global RNG, so
-        # creating a DataLoader iterator after a resume does not shift the global random stream.
-        self.loader_generator = torch.Generator()
-        workers = cfg.data.num_workers
-        loader = DataLoader(EpochItems(self.train_set), batch_size=cfg.batch_size, sampler=self.sampler,
-                            drop_last=True, num_workers=workers, persistent_workers=workers > 0,
-                            pin_memory=acc.device.type == "cuda", generator=self.loader_generator)
-
-        prepared = acc.prepare(*models.values(), *optimizers, loader)
+        self.resident: ResidentBatches | None = None
+        if cfg.data.resident:
+            self.resident = ResidentBatches(self._resident_faces(), cfg.batch_size, cfg.seed, acc.process_index,
+                                            acc.num_processes)
+            prepared = acc.prepare(*models.values(), *optimizers)
+            self.loader = None
+        else:
+            prepared = acc.prepare(*models.values(), *optimizers, self._data_loader())
+            self.loader = prepared[-1]
         n = len(models)
         self.models: dict[str, nn.Module] = dict(zip(models, prepared[:n]))
         self.optimizers = dict(zip(models, prepared[n:2 * n]))
-        self.loader = prepared[-1]
-        self.batches_per_epoch = len(self.loader)
+        self.batches_per_epoch = len(self.resident if self.resident is not None else self.loader)
         if self.batches_per_epoch < 1:
             raise ValueError(f"{cfg.data.hq_dir}: {len(self.train_set)} training images are fewer than one batch of "
                              f"{cfg.batch_size} per process x {acc.num_processes} processes")
@@ -156,6 +188,45 @@ class Trainer:
         self.emas = {name: EMAModel(self.params[name], decay=cfg.ema_decay, foreach=True) for name in stage.ema_names}
         acc.register_for_checkpointing(*self.schedulers, *self.emas.values(), stage)
         self.grid_batch = self._fixed_batch()
+
+    def _data_loader(self) -> DataLoader:
+        self.sampler = EpochShuffle(len(self.train_set), self.cfg.seed)
+        # Worker seeds come from this generator (re-seeded per epoch), not from the global RNG, so
+        # creating a DataLoader iterator after a resume does not shift the global random stream.
+        self.loader_generator = torch.Generator()
+        workers = self.cfg.data.num_workers
+        return DataLoader(EpochItems(self.train_set), batch_size=self.cfg.batch_size, sampler=self.sampler,
+                          drop_last=True, num_workers=workers, persistent_workers=workers > 0,
+                          pin_memory=self.accelerator.device.type == "cuda", generator=self.loader_generator)
+
+    def _resident_faces(self) -> ResidentFaces:
+        """The training set decoded into device memory; the stage precomputes what depends on it alone."""
+        if not hasattr(self.train_set, "resident"):
+            raise ConfigError(f"config key 'data.resident': the {self.cfg.stage} stage's training set "
+                              f"({type(self.train_set).__name__}) cannot be held on the device")
+        tic = time.perf_counter()
+        faces = self.train_set.resident(self.accelerator.device)
+        with torch.no_grad(), self.accelerator.autocast():
+            self.stage.prepare_resident(faces, self.frozen)
+        self.accelerator.print(f"{len(faces)} training faces resident on {faces.device} "
+                               f"({faces.images.nbytes / 2**30:.2f} GiB, {time.perf_counter() - tic:.1f} s)")
+        return faces
+
+    def _speed_up(self, models: dict[str, nn.Module], frozen: dict[str, nn.Module]) -> None:
+        """``channels_last`` and ``compile``: models in place, before DDP wraps them. A frozen model is
+        compiled piecewise (its children), since stages call its methods (``encode``), not ``forward``."""
+        cfg = self.cfg
+        if cfg.channels_last:
+            for m in (*models.values(), *frozen.values()):
+                m.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            import torch._dynamo
+            torch._dynamo.config.suppress_errors = True  # fall back to eager for what does not compile
+            for m in models.values():
+                m.compile()
+            for m in frozen.values():
+                for child in m.children():
+                    child.compile()
 
     def _fixed_batch(self) -> dict[str, Tensor]:
         """The images of every sample grid: the first items of the validation set, else of the training set."""
@@ -202,7 +273,30 @@ class Trainer:
         self.step = state["step"]
         acc.step = self.step * self.accum  # micro-batch counter that drives accumulation
         acc.print(f"resumed from {path} at step {self.step}")
+        self._warn_if_schedule_changed(state["config"], path)
+        if acc.is_main_process:
+            self._drop_log_rows_after(self.step)
         self._event(f"resumed from {path}")
+
+    def _warn_if_schedule_changed(self, saved: dict, path: Path) -> None:
+        now = OmegaConf.to_container(OmegaConf.structured(self.cfg), resolve=True)
+        for key in ("max_steps", "optim.lr", "optim.lr_schedule", "optim.warmup_steps"):
+            before, after = OmegaConf.select(OmegaConf.create(saved), key), OmegaConf.select(OmegaConf.create(now), key)
+            if before != after:
+                logger.warning("%s: saved with %s=%s, resumed with %s: the learning-rate schedule changes from "
+                               "here on", path, key, before, after)
+
+    def _drop_log_rows_after(self, step: int) -> None:
+        """The rows of ``log.jsonl`` past the checkpoint's step belong to the run that was cut short."""
+        log = self.output_dir / "log.jsonl"
+        if not log.is_file():
+            return
+        rows = log.read_text().splitlines(keepends=True)
+        kept = [row for row in rows if json.loads(row).get("step", 0) <= step]
+        if len(kept) != len(rows):
+            tmp = log.with_suffix(".tmp")
+            tmp.write_text("".join(kept))
+            tmp.replace(log)
 
     def _save(self) -> Path:
         acc, cfg = self.accelerator, self.cfg
@@ -263,8 +357,11 @@ class Trainer:
                 opt.step()
         if acc.scaler is not None and active:
             acc.scaler.update()
-        for scheduler in self.schedulers:
-            scheduler.step()
+        for name, scheduler in zip(self.optimizers, self.schedulers):
+            with warnings.catch_warnings():
+                if name not in active:  # a model that has not started yet keeps its schedule in step
+                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)`")
+                scheduler.step()
         for name, ema in self.emas.items():
             ema.step(self.params[name])
         for opt in self.optimizers.values():
@@ -370,13 +467,23 @@ class Trainer:
         """Micro-batches from the current position on, across epochs, for ever."""
         epoch, skip = divmod(self.step * self.accum, self.batches_per_epoch)
         while True:
+            if self.resident is not None:
+                yield from map(self._memory_format, self.resident.epoch(epoch, skip))
+                epoch, skip = epoch + 1, 0
+                continue
             loader = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
             # accelerate's loader re-applies its own epoch counter to the sampler on iter().
             loader.set_epoch(epoch)
             self.sampler.set_epoch(epoch)
             self.loader_generator.manual_seed(self.cfg.seed * 1_000_003 + epoch)
-            yield from loader
+            yield from map(self._memory_format, loader)
             epoch, skip = epoch + 1, 0
+
+    def _memory_format(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        if not self.cfg.channels_last:
+            return batch
+        return {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, Tensor) and v.dim() == 4 else v
+                for k, v in batch.items()}
 
     def train(self) -> Path:
         acc, cfg = self.accelerator, self.cfg

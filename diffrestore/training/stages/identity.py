@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from samplers.guidance import identity_loss
 
 from ...builders import build_identity
+from ...data import ResidentFaces
 from ...config import ConfigError
 from ..stage import Losses, Stage
 from ..teacher import compute_teacher_embeddings, load_teacher_embeddings
@@ -56,6 +57,9 @@ class WithTeacher(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.base.set_epoch(epoch)
+
+    def resident(self, device: torch.device | str) -> ResidentFaces:
+        return self.base.resident(device).with_extras(teacher=self.embeddings)
 
 
 class IdentityStage(Stage):

@@ -17,6 +17,7 @@ from samplers import difface_sample, unet_eps_model
 
 from ...builders import build_scheduler, build_unet
 from ...config import ConfigError
+from ...data import ResidentFaces
 from ..stage import Losses, Stage
 from ._common import (hq_dataset, image_rows, load_vqgan, loss_config, paired_dataset, paired_val_dataset,
                       save_fp16)
@@ -39,6 +40,7 @@ class ScoreStage(Stage):
             raise ConfigError(f"config key 'loss.condition_dropout': {dropout} is not in [0, 1]")
         self.scheduler = build_scheduler(cfg.model)
         self.condition = cfg.model.condition
+        self.latent_cache: Tensor | None = None
 
     def build_models(self) -> dict[str, nn.Module]:
         return {"unet": build_unet(self.cfg.model)}
@@ -62,10 +64,24 @@ class ScoreStage(Stage):
     def _latents(vqgan: nn.Module, images: Tensor) -> Tensor:
         return vqgan.encode(images).latents.float() * vqgan.config.scaling_factor
 
+    def prepare_resident(self, faces: ResidentFaces, frozen: dict[str, nn.Module]) -> None:
+        """The latents of every HQ face and of its mirror image, (N, 2, C, h, w): the frozen encoder's
+        work on the targets is done once, not every epoch."""
+        chunks = torch.arange(len(faces), device=faces.device).split(256)
+        self.latent_cache = torch.cat([
+            torch.stack([self._latents(frozen["vqgan"], faces.faces(i, torch.full_like(i, f, dtype=torch.bool)))
+                         for f in (False, True)], dim=1)
+            for i in chunks])
+
+    def _target_latents(self, vqgan: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        if self.latent_cache is not None and "flipped" in batch:
+            return self.latent_cache[batch["index"], batch["flipped"].long()]
+        return self._latents(vqgan, batch["hq"])
+
     def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
         vqgan = frozen["vqgan"]
         with torch.no_grad():
-            z0 = self._latents(vqgan, batch["hq"])
+            z0 = self._target_latents(vqgan, batch)
             cond = self._latents(vqgan, batch["lq"]) if self.condition else None
         noise = torch.randn_like(z0)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (z0.shape[0],), device=z0.device)
