@@ -7,8 +7,9 @@
 
 It builds the real ``Trainer`` (Accelerate, DDP, mixed precision, EMA, clipping) and times
 ``Trainer.micro_step`` in two ways: on one fixed batch kept on the device ("model": the compute the
-GPU can do) and on batches from the stage's data loader ("end to end": degradations on the CPU
-included). FLOPs of one step (forward and backward, matmuls and convolutions) come from
+GPU can do) and on the stage's own batches ("end to end": from the data loader, degradations on the
+CPU included, or with ``data.resident=true`` made on the device), with the share of that time the GPU
+was busy (a profiler trace of up to 10 steps). FLOPs of one step (forward and backward, matmuls and convolutions) come from
 ``torch.utils.flop_counter``. ``--random-pretrained`` replaces the frozen networks a stage needs
 (``pretrained.*``, teacher embeddings) by randomly initialised ones: speed does not depend on them.
 Nothing is written outside a temporary folder.
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (bf16_peak_flops, count_flops, machine_header, peak_memory_gib, report,  # noqa: E402
                      reset_peak_memory, sync)
@@ -42,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", required=True)
     p.add_argument("--steps", type=int, default=20, help="timed steps per mode")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--no-loader", action="store_true", help="skip the end-to-end (data loader) measurement")
+    p.add_argument("--no-loader", action="store_true", help="skip the end-to-end measurement (loader or resident data)")
     p.add_argument("--random-pretrained", action="store_true")
     p.add_argument("--append", action="store_true")
     p.add_argument("--results", type=Path, default=None)
@@ -57,13 +59,16 @@ def use_random_pretrained(cfg: TrainConfig, folder: Path) -> None:
         needs.append("identity")
     for name in needs:
         path = folder / name
-        RANDOM_BUILDERS[name](cfg.model).save_pretrained(path)
+        if not (path / "config.json").is_file():  # kept: a later run over the same folder sees the same ones
+            RANDOM_BUILDERS[name](cfg.model).save_pretrained(path)
         setattr(cfg.pretrained, name, str(path))
     if cfg.stage == "identity":
-        meta = describe_faces(cfg.data.hq_dir, cfg.model.resolution, cfg.model.template)
-        embeddings = np.random.default_rng(0).standard_normal((len(meta["files"]), cfg.model.identity.embedding_dim))
         cfg.data.teacher_embeddings = str(folder / "teacher.npy")
-        save_teacher_embeddings(cfg.data.teacher_embeddings, embeddings, meta)
+        if not Path(cfg.data.teacher_embeddings).is_file():
+            meta = describe_faces(cfg.data.hq_dir, cfg.model.resolution, cfg.model.template)
+            embeddings = np.random.default_rng(0).standard_normal((len(meta["files"]),
+                                                                   cfg.model.identity.embedding_dim))
+            save_teacher_embeddings(cfg.data.teacher_embeddings, embeddings, meta)
 
 
 def time_steps(trainer: Trainer, batches, steps: int, warmup: int) -> float:
@@ -77,6 +82,31 @@ def time_steps(trainer: Trainer, batches, steps: int, warmup: int) -> float:
         trainer.micro_step(next(batches))
     sync(device)
     return (time.perf_counter() - tic) / steps
+
+
+def gpu_busy_share(trainer: Trainer, batches, steps: int) -> float | None:
+    """Share of the wall time of ``steps`` steps during which a GPU kernel ran (the union of the kernels'
+    intervals in a torch.profiler trace): 1 means the GPU never waited for the data or the host."""
+    device = trainer.accelerator.device
+    if device.type != "cuda":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        tic = time.perf_counter()
+        for _ in range(steps):
+            trainer.micro_step(next(batches))
+        sync(device)
+        wall_us = (time.perf_counter() - tic) * 1e6
+    intervals = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
+                       if e.device_type == torch.autograd.DeviceType.CUDA)
+    busy, end = 0.0, float("-inf")
+    for start, stop in intervals:
+        if stop > end:
+            busy += stop - max(start, end)
+            end = stop
+    return min(1.0, busy / wall_us)
 
 
 def fixed(batch: dict):
@@ -102,18 +132,20 @@ def main(argv: list[str] | None = None) -> int:
         model_seconds = time_steps(trainer, fixed(batch), args.steps, args.warmup)
         memory = peak_memory_gib(device)
         loader_seconds = None if args.no_loader else time_steps(trainer, loader, args.steps, args.warmup)
+        busy = None if args.no_loader else gpu_busy_share(trainer, loader, min(args.steps, 10))
 
     images = cfg.batch_size * acc.num_processes
     peak = bf16_peak_flops(device)
     rows = []
-    for mode, seconds in (("model (fixed batch)", model_seconds), ("end to end (data loader)", loader_seconds)):
+    data = "resident data" if cfg.data.resident else f"data loader, {cfg.data.num_workers} workers"
+    for mode, seconds in (("model (fixed batch)", model_seconds), (f"end to end ({data})", loader_seconds)):
         if seconds is None:
             continue
         achieved = flops / seconds
         rows.append({"mode": mode, "GPUs": acc.num_processes, "batch/GPU": cfg.batch_size, "s/step": seconds,
                      "img/s": images / seconds, "img/s per GPU": images / seconds / acc.num_processes,
                      "TFLOP/s per GPU": achieved / 1e12, "% bf16 peak": 100 * achieved / peak if peak else None,
-                     "peak GiB": memory})
+                     "peak GiB": memory, "GPU busy": busy if mode.startswith("end") else None})
     settings = (f"stage {cfg.stage} · {args.config} {' '.join(args.overrides)} · {cfg.model.resolution} px · "
                 f"{cfg.mixed_precision} · {flops / 1e9:.1f} GFLOP per step per GPU · {args.steps} timed steps"
                 + (" · random frozen networks" if args.random_pretrained else ""))

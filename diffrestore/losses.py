@@ -49,6 +49,17 @@ def build_perceptual_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], t
     return structural_loss
 
 
+def focal_frequency_loss(x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Squared error of the orthonormal 2-D spectra, each frequency weighted by its own error (to the
+    power ``alpha``, normalised per image and detached): the frequencies the model gets most wrong,
+    which after a pixel loss are the fine texture and sharp edges, weigh most (Jiang et al., 2021)."""
+    diff = torch.fft.fft2(x.float(), norm="ortho") - torch.fft.fft2(y.float(), norm="ortho")
+    error = diff.abs()
+    weight = error.pow(alpha)
+    weight = (weight / weight.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None, None]).detach()
+    return (weight * error.pow(2)).mean()
+
+
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     """Discriminator hinge loss (taming-transformers)."""
     return 0.5 * (F.relu(1 - logits_real.float()).mean() + F.relu(1 + logits_fake.float()).mean())

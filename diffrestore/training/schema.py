@@ -67,4 +67,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
+    # Warm start: {trainable model name: exported folder} loaded before training (a fresh optimizer);
+    # a checkpoint resumed from replaces them.
+    init: Dict[str, str] = field(default_factory=dict)
     loss: Dict[str, Any] = field(default_factory=dict)  # stage-specific, validated by the stage

@@ -154,6 +154,7 @@ class Trainer:
         models = stage.build_models()
         if not models:
             raise ValueError(f"stage {cfg.stage!r}: build_models() returned no models")
+        self._warm_start(models)
         unknown = set(stage.ema_names) - set(models)
         if unknown:
             raise ValueError(f"stage {cfg.stage!r}: ema_names {sorted(unknown)} are not trainable models")
@@ -188,6 +189,19 @@ class Trainer:
         self.emas = {name: EMAModel(self.params[name], decay=cfg.ema_decay, foreach=True) for name in stage.ema_names}
         acc.register_for_checkpointing(*self.schedulers, *self.emas.values(), stage)
         self.grid_batch = self._fixed_batch()
+
+    def _warm_start(self, models: dict[str, nn.Module]) -> None:
+        for name, folder in self.cfg.init.items():
+            if name not in models:
+                raise ConfigError(f"config key 'init.{name}': not a trainable model of the {self.cfg.stage} stage "
+                                  f"({', '.join(models)})")
+            if not (Path(folder) / "config.json").is_file():
+                raise ConfigError(f"config key 'init.{name}': {folder}: not a saved model folder (no config.json)")
+            saved = type(models[name]).from_pretrained(folder, torch_dtype=torch.float32).state_dict()
+            try:
+                models[name].load_state_dict(saved)
+            except RuntimeError as err:
+                raise ConfigError(f"config key 'init.{name}': {folder} does not fit the model config: {err}") from None
 
     def _data_loader(self) -> DataLoader:
         self.sampler = EpochShuffle(len(self.train_set), self.cfg.seed)

@@ -1,7 +1,8 @@
 """Stage ``vqgan``: ``diffusers.VQModel`` (encoder, codebook, decoder) on HQ faces.
 
 Loss (taming-transformers / CodeFormer): L1 + perceptual/structural (LPIPS where it runs offline,
-1 - SSIM otherwise) + codebook/commitment (VQModel's ``commit_loss``) + PatchGAN hinge loss, weighted
+1 - SSIM otherwise) + optionally a focal frequency loss (``loss.frequency_weight``: an offline stand-in
+for the perceptual loss's pull towards fine detail) + codebook/commitment (VQModel's ``commit_loss``) + PatchGAN hinge loss, weighted
 adaptively by the ratio of gradient norms at the decoder's last layer and off before
 ``loss.gan_start_step``. Codebook entries unused for ``loss.dead_code_every`` steps are restarted from
 random encoder outputs (f=4 codebooks collapse otherwise in short runs). No EMA: a VQGAN is used
@@ -11,6 +12,7 @@ not a codebook. The export sets ``scaling_factor`` to 1 / std of the pre-quantiz
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ...builders import build_discriminator, build_vqgan
-from ...losses import adaptive_gan_weight, build_perceptual_loss, hinge_d_loss, hinge_g_loss
+from ...metrics import laplacian_variance, psnr
+from ...losses import (adaptive_gan_weight, build_perceptual_loss, focal_frequency_loss, hinge_d_loss,
+                       hinge_g_loss)
 from ..stage import Losses, Stage
 from ._common import hq_dataset, image_rows, loss_config, save_fp16
 
@@ -31,12 +35,14 @@ class VQGANLoss:
     l1_weight: float = 1.0
     perceptual: str = "auto"  # ssim | lpips | auto (LPIPS where its package and weights exist)
     perceptual_weight: float = 1.0
+    frequency_weight: float = 0.0  # focal frequency loss: the frequencies reconstructed worst weigh most
     codebook_weight: float = 1.0
     gan_weight: float = 0.5  # times the adaptive weight
     gan_start_step: int = 5000  # the discriminator is neither called nor trained before this step
     adaptive_weight_max: float = 1e4
     dead_code_every: int = 100  # restart codes unused over this many steps; 0 disables restarts
     scale_images: int = 512  # training images that measure the latent std for scaling_factor
+    eval_images: int = 200  # validation faces of reconstruction.json
 
 
 class CodebookRestarter:
@@ -123,8 +129,13 @@ class VQGANStage(Stage):
         l1 = F.l1_loss(rec.float(), hq.float())
         perceptual = self.perceptual(rec, hq)
         nll = lc.l1_weight * l1 + lc.perceptual_weight * perceptual
+        logs = {}
+        if lc.frequency_weight:
+            frequency = focal_frequency_loss(rec, hq)
+            nll = nll + lc.frequency_weight * frequency
+            logs["frequency"] = frequency.detach()
         loss = nll + lc.codebook_weight * commit
-        logs = {"l1": l1.detach(), "perceptual": perceptual.detach(), "commit": commit.detach(),
+        logs |= {"l1": l1.detach(), "perceptual": perceptual.detach(), "commit": commit.detach(),
                 "codes_used": (counts > 0).float().sum(), "codes_restarted": torch.tensor(float(restarted))}
         losses: Losses = {}
         if lc.gan_weight > 0 and step >= lc.gan_start_step:
@@ -155,7 +166,28 @@ class VQGANStage(Stage):
         latents = torch.cat([vqgan.encode(b["hq"].to(device)).latents.float() for b in loader])
         return float(latents.std())
 
+    @torch.no_grad()
+    def reconstruction_report(self, vqgan: nn.Module) -> dict:
+        """Reconstruction of the validation faces (else the first training faces), through the codebook:
+        PSNR-Y and the sharpness of the reconstructions against the truth's (Laplacian variance)."""
+        dataset = self.val_dataset() or hq_dataset(self.cfg, self.cfg.data.hq_dir, flip=False)
+        n = min(self.loss_cfg.eval_images, len(dataset))
+        device = next(vqgan.parameters()).device
+        psnrs, sharp_rec, sharp_hq = [], [], []
+        for batch in DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=min(32, n)):
+            hq = batch["hq"].to(device)
+            rec = vqgan(hq).sample.float().clamp(-1, 1)
+            psnrs.append(psnr(rec, hq))
+            sharp_rec.append(laplacian_variance(rec))
+            sharp_hq.append(laplacian_variance(hq))
+        ratio = torch.cat(sharp_rec) / torch.cat(sharp_hq)
+        return {"images": n, "psnr_y": float(torch.cat(psnrs).mean()), "sharpness_ratio_median": float(ratio.median()),
+                "laplacian_variance_rec": float(torch.cat(sharp_rec).mean()),
+                "laplacian_variance_hq": float(torch.cat(sharp_hq).mean())}
+
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
         vqgan = models["vqgan"]
         vqgan.register_to_config(scaling_factor=1.0 / self.latent_std(vqgan))
         save_fp16(vqgan, out_dir / "vqgan")
+        report = self.reconstruction_report(vqgan)
+        (out_dir / "vqgan" / "reconstruction.json").write_text(json.dumps(report, indent=1) + "\n")
