@@ -226,12 +226,14 @@ def _resize_bank(size: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """For every side ``n`` in 1..size, the matrices of :func:`resize` from ``size`` to ``n`` and back,
     zero-padded to (size, size): ``down[n] @ x`` holds the n resized rows on top, ``up[n] @ y`` reads
     the top n rows of ``y``."""
-    down = torch.zeros(size + 1, size, size, device=device)
-    up = torch.zeros(size + 1, size, size, device=device)
+    down = torch.zeros(size + 1, size, size)
+    up = torch.zeros(size + 1, size, size)
     for n in range(1, size + 1):
         # Resizing the rows of an identity image gives the operator's matrix (the width is unchanged).
-        down[n, :n] = resize(torch.eye(size, device=device)[None], (n, size))[0]
-        up[n, :, :n] = resize(torch.eye(n, device=device)[None], (size, n))[0]
+        # On the CPU: CUDA's antialiased kernel refuses large factors (shared memory).
+        down[n, :n] = resize(torch.eye(size)[None], (n, size))[0]
+        up[n, :, :n] = resize(torch.eye(n)[None], (size, n))[0]
+    down, up = down.to(device), up.to(device)
     return down, up
 
 

@@ -63,29 +63,35 @@ c1)
   pack c1 $RUNS/*.log $RUNS/*/log.jsonl $RUNS/*/export/vqgan/reconstruction.json $RUNS/*/samples
   ;;
 c2)
-  python3 benchmarks/resume_check.py second --runs $RUNS/resume --hq $DATA/train/part0 $RESULTS > $RUNS/resume_second.log 2>&1
-  echo "resume check, second half: exit $?"; grep -E "^\|" $RUNS/resume_second.log
+  python3 benchmarks/degradations.py --hq $DATA/train --resolution 256 --workers 16 $RESULTS
+  python3 benchmarks/resume_check.py first --runs $RUNS/resume --hq $DATA/train/part0 > $RUNS/resume_first.log 2>&1
+  echo "resume check, first half: exit $?"
   arm=$(cat $RUNS/best_arm)
-  train vqgan $arm 8.3 --resume latest $VQ_COMMON loss.gan_start_step=100000 ${ARM_SETTINGS[$arm]} &
-  train backbone backbone 8.3 &
+  train vqgan $arm 7.0 --resume latest $VQ_COMMON loss.gan_start_step=100000 ${ARM_SETTINGS[$arm]} &
+  train backbone backbone 7.0 &
   wait
   cat $RUNS/$arm/export/vqgan/reconstruction.json
   pack c2 $RUNS/$arm.log $RUNS/backbone.log $RUNS/$arm/log.jsonl $RUNS/backbone/log.jsonl $RUNS/$arm/export \
     $RUNS/backbone/export $(ls -d $RUNS/$arm/samples/* | tail -1) $(ls -d $RUNS/backbone/samples/* | tail -1)
   ;;
 c3)
-  for stage in vqgan backbone score identity irn mask; do
-    python3 benchmarks/training.py --config configs/train/celebahq256/$stage.yaml --random-pretrained \
-      data.hq_dir=$DATA/train data.val_dir=null --steps 10 $RESULTS 2>&1 | grep -E "^\| (model|end)"
-  done
+  tail -25 $RUNS/resume_first.log | grep -v Warn
   arm=$(cat $RUNS/best_arm)
   step=$(python3 -c "import json;print([json.loads(l) for l in open('$RUNS/$arm/log.jsonl')][-1]['step'])")
-  train vqgan $arm 5.0 --resume latest $VQ_COMMON loss.gan_start_step=$((step + 200)) ${ARM_SETTINGS[$arm]} &
-  train backbone backbone 5.0 --resume latest &
+  train vqgan $arm 7.5 --resume latest $VQ_COMMON loss.gan_start_step=$((step + 200)) ${ARM_SETTINGS[$arm]} &
+  train backbone backbone 7.5 --resume latest &
   wait
   cat $RUNS/$arm/export/vqgan/reconstruction.json
   pack c3 $RUNS/$arm.log $RUNS/backbone.log $RUNS/$arm/log.jsonl $RUNS/backbone/log.jsonl $RUNS/$arm/export \
     $RUNS/backbone/export $(ls -d $RUNS/$arm/samples/* | tail -2) $(ls -d $RUNS/backbone/samples/* | tail -1)
+  ;;
+bench)  # next session: exclusive GPU
+  python3 benchmarks/resume_check.py second --runs $RUNS/resume --hq $DATA/train/part0 $RESULTS > $RUNS/resume_second.log 2>&1
+  echo "resume check, second half: exit $?"; grep -E "^\|" $RUNS/resume_second.log
+  for stage in vqgan backbone score identity irn mask; do
+    python3 benchmarks/training.py --config configs/train/celebahq256/$stage.yaml --random-pretrained \
+      data.hq_dir=$DATA/train data.val_dir=null --steps 10 $RESULTS 2>&1 | grep -E "^\| (model|end)"
+  done
   ;;
 *)
   echo "usage: $0 c1|c2|c3" >&2; exit 2

@@ -87,6 +87,25 @@ class CodebookRestarter:
         return int(dead.numel())
 
 
+@torch.no_grad()
+def reconstruction_report(vqgan: nn.Module, faces: Dataset, limit: int = 200) -> dict:
+    """Reconstruction of the first ``limit`` faces through the codebook: PSNR-Y, and the sharpness of
+    the reconstructions against the truth's (Laplacian variance: per face, the median of the ratios)."""
+    n = min(limit, len(faces))
+    device = next(vqgan.parameters()).device
+    psnrs, sharp_rec, sharp_hq = [], [], []
+    for batch in DataLoader(torch.utils.data.Subset(faces, range(n)), batch_size=min(32, n)):
+        hq = batch["hq"].to(device)
+        rec = vqgan(hq.to(vqgan.dtype)).sample.float().clamp(-1, 1)
+        psnrs.append(psnr(rec, hq))
+        sharp_rec.append(laplacian_variance(rec))
+        sharp_hq.append(laplacian_variance(hq))
+    ratio = torch.cat(sharp_rec) / torch.cat(sharp_hq)
+    return {"images": n, "psnr_y": float(torch.cat(psnrs).mean()), "sharpness_ratio_median": float(ratio.median()),
+            "laplacian_variance_rec": float(torch.cat(sharp_rec).mean()),
+            "laplacian_variance_hq": float(torch.cat(sharp_hq).mean())}
+
+
 class VQGANStage(Stage):
     ema_names = ()
 
@@ -166,28 +185,10 @@ class VQGANStage(Stage):
         latents = torch.cat([vqgan.encode(b["hq"].to(device)).latents.float() for b in loader])
         return float(latents.std())
 
-    @torch.no_grad()
-    def reconstruction_report(self, vqgan: nn.Module) -> dict:
-        """Reconstruction of the validation faces (else the first training faces), through the codebook:
-        PSNR-Y and the sharpness of the reconstructions against the truth's (Laplacian variance)."""
-        dataset = self.val_dataset() or hq_dataset(self.cfg, self.cfg.data.hq_dir, flip=False)
-        n = min(self.loss_cfg.eval_images, len(dataset))
-        device = next(vqgan.parameters()).device
-        psnrs, sharp_rec, sharp_hq = [], [], []
-        for batch in DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=min(32, n)):
-            hq = batch["hq"].to(device)
-            rec = vqgan(hq).sample.float().clamp(-1, 1)
-            psnrs.append(psnr(rec, hq))
-            sharp_rec.append(laplacian_variance(rec))
-            sharp_hq.append(laplacian_variance(hq))
-        ratio = torch.cat(sharp_rec) / torch.cat(sharp_hq)
-        return {"images": n, "psnr_y": float(torch.cat(psnrs).mean()), "sharpness_ratio_median": float(ratio.median()),
-                "laplacian_variance_rec": float(torch.cat(sharp_rec).mean()),
-                "laplacian_variance_hq": float(torch.cat(sharp_hq).mean())}
-
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
         vqgan = models["vqgan"]
         vqgan.register_to_config(scaling_factor=1.0 / self.latent_std(vqgan))
         save_fp16(vqgan, out_dir / "vqgan")
-        report = self.reconstruction_report(vqgan)
+        dataset = self.val_dataset() or hq_dataset(self.cfg, self.cfg.data.hq_dir, flip=False)
+        report = reconstruction_report(vqgan, dataset, self.loss_cfg.eval_images)
         (out_dir / "vqgan" / "reconstruction.json").write_text(json.dumps(report, indent=1) + "\n")
