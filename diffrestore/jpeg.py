@@ -42,33 +42,34 @@ def quant_tables(quality: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @lru_cache(maxsize=8)
-def _dct_matrix(device: torch.device) -> Tensor:
-    """The orthonormal 8-point DCT-II; as a 2-D transform it is exactly JPEG's forward DCT."""
+def _block_dct(device: torch.device) -> Tensor:
+    """JPEG's 2-D forward DCT of an 8x8 block (row-major, 64 values) as one 64x64 orthonormal matrix:
+    the Kronecker square of the 8-point DCT-II, so that a plane's blocks transform in one matrix product."""
     k = torch.arange(8, dtype=torch.float64)[:, None]
     n = torch.arange(8, dtype=torch.float64)[None, :]
-    matrix = torch.cos((2 * n + 1) * k * math.pi / 16) * math.sqrt(2 / 8)
-    matrix[0] /= math.sqrt(2)
-    return matrix.float().to(device)
+    dct = torch.cos((2 * n + 1) * k * math.pi / 16) * math.sqrt(2 / 8)
+    dct[0] /= math.sqrt(2)
+    return torch.kron(dct, dct).float().to(device)
 
 
 def _blocks(plane: Tensor) -> Tensor:
-    """(B, H, W) -> (B, H/8, W/8, 8, 8)."""
+    """(B, H, W) -> (B, H/8 * W/8, 64), each row one 8x8 block in row-major order."""
     b, h, w = plane.shape
-    return plane.view(b, h // 8, 8, w // 8, 8).transpose(2, 3)
+    return plane.view(b, h // 8, 8, w // 8, 8).transpose(2, 3).reshape(b, -1, 64)
 
 
-def _unblocks(blocks: Tensor) -> Tensor:
-    b, bh, bw = blocks.shape[:3]
-    return blocks.transpose(2, 3).reshape(b, bh * 8, bw * 8)
+def _unblocks(blocks: Tensor, h: int, w: int) -> Tensor:
+    b = blocks.shape[0]
+    return blocks.view(b, h // 8, w // 8, 8, 8).transpose(2, 3).reshape(b, h, w)
 
 
 def _quantise(plane: Tensor, table: Tensor) -> Tensor:
     """Encode and decode one plane of 8-bit samples: DCT, round(coefficient / table) * table, inverse DCT."""
-    dct = _dct_matrix(plane.device)
-    coefficients = dct @ _blocks(plane - 128) @ dct.T
-    table = table[:, None, None]
-    restored = dct.T @ (torch.round(coefficients / table) * table) @ dct
-    return (_unblocks(restored) + 128).round().clamp(0, 255)
+    dct = _block_dct(plane.device)
+    coefficients = _blocks(plane - 128) @ dct.T
+    table = table.reshape(-1, 1, 64)
+    restored = (torch.round(coefficients / table) * table) @ dct
+    return (_unblocks(restored, *plane.shape[-2:]) + 128).round().clamp(0, 255)
 
 
 def _fancy_upsample(plane: Tensor) -> Tensor:

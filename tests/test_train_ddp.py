@@ -36,12 +36,14 @@ def launch(config, processes: int = 2) -> subprocess.CompletedProcess:
     return done
 
 
-def test_two_processes_see_different_data_and_end_identical(tmp_path):
-    # vqgan: two optimizers, the discriminator called on real and fake, adaptive weight through autograd.grad
+@pytest.mark.parametrize("resident", [False, True], ids=["data-loader", "resident"])
+def test_two_processes_see_different_data_and_end_identical(tmp_path, resident):
+    # vqgan: two optimizers, the discriminator called on real and fake, adaptive weight through autograd.grad;
+    # resident: each process holds the faces and takes its share of every global batch
     run = tmp_path / "run"
     steps = 4
     config = write_config(tmp_path, "vqgan", run, max_steps=steps, checkpoint_every=steps,
-                          debug_record_indices=True)
+                          debug_record_indices=True, data={"resident": resident})
     launch(config)
 
     debug = run / "debug"
