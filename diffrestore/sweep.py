@@ -7,9 +7,9 @@ A sweep config (``configs/ablations/*.yaml``; schema ``SweepConfig``)::
 
     name: start_step
     description: DifFace's fidelity/realism trade-off: the start step N
-    base: ../sample/default.yaml     # a sampling preset (SampleConfig), path relative to this file
-    set: {steps: 50, guidance: 0.0}  # SampleConfig keys fixed for every point
-    grid:                            # cartesian product over dotted SampleConfig keys ...
+    base: ../sample/default.yaml     # a sampling preset (AblationOptions: RestoreOptions + the ablation switches), path relative to this file
+    set: {steps: 50, guidance: 0.0}  # option keys fixed for every point
+    grid:                            # cartesian product over dotted option keys ...
       start_t: [100, 200, 400]
     points:                          # ... and/or explicit points (appended after the grid)
       - {start_from: noise}
@@ -18,7 +18,7 @@ A sweep config (``configs/ablations/*.yaml``; schema ``SweepConfig``)::
     eval: {metrics: null, identity: sface, color: y}   # see diffrestore.evaluate
     train: {config: null}            # a training-side sweep (below)
 
-Keys of ``grid``/``points`` are ``SampleConfig`` fields (``mask``, ``guidance_range``, ``model`` ...).
+Keys of ``grid``/``points`` are ``AblationOptions`` fields (``mask``, ``guidance_range``, ``model`` ...).
 ``model`` names a pipeline folder (null = the bundled model) or, for smoke tests, a model config
 YAML (``configs/model/tiny.yaml``): a pipeline with random weights (seed 0).
 
@@ -62,11 +62,14 @@ from . import evaluate as E
 from .builders import load_template
 from .config import ConfigError, load_config, merge_config
 from .io import list_images, load_image, save_image, spread_subset
+from .ablation import AblationOptions, AblationRestorer
+from .pipeline import BUNDLED_MODEL, DiffRestorePipeline
+from .restore import resolve_device, resolve_dtype
 
 TRAIN_PREFIX = "train."
 RESTORE_CHUNK = 64
 INPUT_COLUMNS = ("lapvar_gt", "lapvar_lq")
-# SampleConfig fields that do not change the restored pixels: left out of the point's hash
+# option fields that do not change the restored pixels: left out of the point's hash
 NOT_HASHED = ("batch_size", "device", "overwrite", "save_comparison")
 
 
@@ -113,7 +116,7 @@ class SweepConfig:
 @dataclass
 class Point:
     values: Dict[str, Any]  # the swept keys of this point
-    sample: DictConfig  # the full, validated SampleConfig
+    sample: DictConfig  # the full, validated AblationOptions
     train_overrides: List[str]
     slug: str
 
@@ -141,13 +144,11 @@ def _slug(values: Dict[str, Any]) -> str:
 
 def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[DictConfig, list[Point]]:
     """Read a sweep config, validate it and every point's sampling config (before any work)."""
-    from .restore import SampleConfig
-
     path = Path(path)
     cfg = load_config(path, SweepConfig, overrides)
     base = Path(cfg.base)
     base = base if base.is_absolute() else path.parent / base
-    base_sample = load_config(base, SampleConfig)
+    base_sample = load_config(base, AblationOptions)
     grid = OmegaConf.to_container(cfg.grid, resolve=True)
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else []
     combos += OmegaConf.to_container(cfg.points, resolve=True)
@@ -214,9 +215,7 @@ def files_fingerprint(paths: Sequence[Path], root: Path | None = None) -> str:
 
 
 def model_fingerprint(model: Optional[str]) -> str:
-    from .restore import DEFAULT_MODEL
-
-    path = Path(model) if model else DEFAULT_MODEL
+    path = Path(model) if model else BUNDLED_MODEL
     if path.is_file():  # a model config: random weights from seed 0
         return "random-init-seed0:" + _file_digest(path)
     if not path.is_dir():
@@ -264,8 +263,6 @@ class SweepRunner:
         return self._fingerprints[key]
 
     def restore_hash(self, point: Point) -> str:
-        from .restore import resolve_device, resolve_dtype
-
         sample = {k: v for k, v in OmegaConf.to_container(point.sample, resolve=True).items() if k not in NOT_HASHED}
         sample["dtype"] = str(resolve_dtype(point.sample.dtype, resolve_device(point.sample.device)))
         model = sample.pop("model")
@@ -317,9 +314,6 @@ class SweepRunner:
         return export
 
     def pipeline(self, point: Point):
-        from .pipeline import DiffRestorePipeline
-        from .restore import load_pipeline
-
         model = point.sample.model
         export = self._train(point) if point.train_overrides else None
         key = (model, str(export))
@@ -327,17 +321,15 @@ class SweepRunner:
             if model and Path(model).is_file():
                 pipe = DiffRestorePipeline.from_model_config(model, seed=0)
             else:
-                pipe = load_pipeline(model)
+                pipe = DiffRestorePipeline.from_pretrained(model)
             if export is not None:
-                pipe = _replace_component(pipe, self.cfg.train.component, export)
+                pipe = replace_component(pipe, self.cfg.train.component, export)
             self._pipelines[key] = pipe
         return self._pipelines[key]
 
     # -- a point ------------------------------------------------------------------------------
 
     def run_point(self, point: Point) -> dict:
-        from .restore import FaceRestorer, SampleConfig
-
         point_dir = self.out / "points" / point.slug
         restored_dir = point_dir / "restored"
         record_path = point_dir / "point.json"
@@ -351,8 +343,8 @@ class SweepRunner:
             r_hash = record["restore_hash"]
         elif record.get("restore_hash") != r_hash or not all(p.is_file() for p in expected):
             pipe = self.pipeline(point)
-            options = SampleConfig(**OmegaConf.to_container(point.sample, resolve=True))
-            restorer = FaceRestorer(pipe, options)
+            options = AblationOptions(**OmegaConf.to_container(point.sample, resolve=True))
+            restorer = AblationRestorer(pipe, options)
             self.log(f"[{point.slug}] restoring {len(self.lq_paths)} faces on {restorer.device}")
             shutil.rmtree(restored_dir, ignore_errors=True)  # the sweep's own output: no stale faces from a past run
             start = time.perf_counter()
@@ -427,29 +419,22 @@ class SweepRunner:
         if previous is not None and previous.get("name") != self.cfg.name:
             raise FileExistsError(f"{self.out}: holds the sweep {previous.get('name')!r}, not {self.cfg.name!r}; "
                                   "choose another --out")
-        if previous != E._json_safe(payload):
+        if previous != E.json_safe(payload):
             _write_json(marker, payload)
 
 
-def _replace_component(pipe, component: str, folder: Path):
+def replace_component(pipe: DiffRestorePipeline, component: str, folder: Path) -> DiffRestorePipeline:
     """A copy of ``pipe`` whose ``component`` is loaded from ``folder`` (a ``save_pretrained`` folder)."""
-    parts = dict(pipe.components)
-    current = parts.get(component)
+    current = pipe.components.get(component)
     if current is None:
         raise ValueError(f"the pipeline has no component {component!r} to replace")
-    parts[component] = type(current).from_pretrained(str(folder)).eval()
-    condition = pipe.config.condition
-    if component == "unet":  # an unconditional/conditional score model decides the pipeline's mode
-        channels = pipe.latent_shape[0]
-        condition = parts["unet"].config.in_channels == 2 * channels
-    return type(pipe)(**parts, resolution=pipe.config.resolution, template=pipe.config.template,
-                      condition=condition)
+    return pipe.with_components(**{component: type(current).from_pretrained(str(folder)).eval()})
 
 
 def _write_json(path: Path, payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(E._json_safe(payload), indent=1, default=str) + "\n")
+    tmp.write_text(json.dumps(E.json_safe(payload), indent=1, default=str) + "\n")
     tmp.replace(path)
 
 
@@ -505,7 +490,7 @@ def write_results(cfg: DictConfig, outcomes: list[dict], out: Path) -> dict[str,
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([_show(row.get(h)) if h in swept else E._fmt(row.get(h), 6) for h in header])
+        writer.writerow([_show(row.get(h)) if h in swept else E.format_value(row.get(h), 6) for h in header])
     texts = {out / "results.csv": table.getvalue(),
              out / "results.md": results_markdown(cfg, outcomes, swept, metric_cols, rows)}
     plots = {col: out / "plots" / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', col)}.png" for col in metric_cols}
@@ -539,7 +524,7 @@ def results_markdown(cfg: DictConfig, outcomes: list[dict], swept: list[str], me
     for col in INPUT_COLUMNS:
         if col in inputs:
             lines.append(f"- **{col}** (sharpness of the {col[-2:].upper()} faces, for comparison with lapvar): "
-                         f"{E._fmt(_number(inputs[col]['mean']))}")
+                         f"{E.format_value(_number(inputs[col]['mean']))}")
     testset = protocol.get("testset")
     if testset:
         lines.append(f"- **testset**: {json.dumps(testset, sort_keys=True, ensure_ascii=False)}")
