@@ -17,6 +17,7 @@ from samplers import difface_sample, unet_eps_model
 
 from ...builders import build_scheduler, build_unet
 from ...config import ConfigError
+from ...latents import decode_latents, encode_latents
 from ..stage import Losses, Stage
 from ._common import (hq_dataset, image_rows, load_vqgan, loss_config, paired_dataset, paired_val_dataset,
                       save_fp16)
@@ -60,7 +61,7 @@ class ScoreStage(Stage):
 
     @staticmethod
     def _latents(vqgan: nn.Module, images: Tensor) -> Tensor:
-        return vqgan.encode(images).latents.float() * vqgan.config.scaling_factor
+        return encode_latents(vqgan, images)
 
     def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
         vqgan = frozen["vqgan"]
@@ -88,7 +89,7 @@ class ScoreStage(Stage):
                            steps=self.loss_cfg.sample_steps, generator=generator)
 
         def decode(latents: Tensor) -> Tensor:
-            return vqgan.decode(latents / vqgan.config.scaling_factor).sample
+            return decode_latents(vqgan, latents)
 
         rows = [decode(z), decode(z0), hq]
         return image_rows(([batch["lq"][:8]] if self.condition else []) + rows)
