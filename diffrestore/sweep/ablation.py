@@ -19,9 +19,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .options import RestoreOptions, check_choice
-from .pipeline import DiffRestorePipeline
-from .restore import FaceRestorer
+from ..options import RestoreOptions, check_choice
+from ..pipeline import DiffRestorePipeline
+from ..restore import FaceRestorer
 
 MASKS = ("learned", "full", "off")
 START_FROM = ("backbone", "lq", "noise")
