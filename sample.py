@@ -8,7 +8,7 @@ resumes where it stopped. Images are aligned faces or whole photos: ``--aligned`
 force the mode; by default each image is classified on its own (see ``diffrestore.restore``).
 
 Options come from a preset (``--config``, default ``configs/sample/default.yaml``), then the flags,
-then ``key=value`` overrides of any ``SampleConfig`` field (e.g. ``guidance_range=[0,0.6]``).
+then ``key=value`` overrides of any ``RestoreOptions`` field (e.g. ``guidance_range=[0,0.6]``).
 Exit status: 0 when every image was restored or skipped, 1 when any failed, 2 for a usage error.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from diffusers.utils import logging as diffusers_logging
@@ -25,14 +25,11 @@ from tqdm import tqdm
 
 from diffrestore.config import ConfigError, load_config, merge_config
 from diffrestore.io import ImageLoadError, list_images, load_image, save_image
-from diffrestore.restore import FaceRestorer, SampleConfig, comparison_image
+from diffrestore.options import RestoreOptions
+from diffrestore.restore import FaceRestorer, comparison_image
+from samplers import SAMPLERS
 
 DEFAULT_PRESET = Path(__file__).resolve().parent / "configs" / "sample" / "default.yaml"
-FLAGS = {  # flag dest -> SampleConfig key
-    "model": "model", "steps": "steps", "start_t": "start_t", "sampler": "sampler", "eta": "eta",
-    "guidance": "guidance", "seed": "seed", "batch_size": "batch_size", "device": "device", "dtype": "dtype",
-    "upscale": "upscale", "aligned": "aligned", "save_comparison": "save_comparison", "overwrite": "overwrite",
-}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", help="pipeline folder (default: the bundled model)")
     p.add_argument("--steps", type=int)
     p.add_argument("--start-t", dest="start_t", type=int, help="DifFace's N: the timestep the chain starts at")
-    p.add_argument("--sampler", choices=["ddim", "ddpm"])
+    p.add_argument("--sampler", choices=sorted(SAMPLERS), help="default: the model's own scheduler (DDIM)")
     p.add_argument("--eta", type=float)
     p.add_argument("--guidance", type=float, help="identity-guidance scale (0 = off)")
     p.add_argument("--seed", type=int)
@@ -60,15 +57,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-comparison", dest="save_comparison", action="store_const", const=True,
                    help="also write <name>_comparison<ext> (LQ | restored)")
     p.add_argument("--overwrite", action="store_const", const=True, help="replace existing outputs")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="any SampleConfig field")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="any RestoreOptions field")
     return p.parse_args(argv)
 
 
-def build_options(args: argparse.Namespace) -> SampleConfig:
-    flags = {key: getattr(args, dest) for dest, key in FLAGS.items() if getattr(args, dest) is not None}
-    preset = load_config(args.config or DEFAULT_PRESET, SampleConfig)
+def build_options(args: argparse.Namespace) -> RestoreOptions:
+    """The preset, then the flags given (each named as its option), then the key=value overrides."""
+    flags = {f.name: getattr(args, f.name) for f in fields(RestoreOptions) if getattr(args, f.name, None) is not None}
+    preset = load_config(args.config or DEFAULT_PRESET, RestoreOptions)
     cfg = merge_config(preset, flags, list(args.overrides), source="command line")
-    return SampleConfig(**OmegaConf.to_container(cfg, resolve=True))
+    return RestoreOptions(**OmegaConf.to_container(cfg, resolve=True))
 
 
 def default_out(lq: Path) -> Path:
@@ -114,7 +112,7 @@ class Summary:
         return "\n".join(lines)
 
 
-def restore_chunk(restorer: FaceRestorer, chunk, options: SampleConfig, summary: Summary) -> None:
+def restore_chunk(restorer: FaceRestorer, chunk, options: RestoreOptions, summary: Summary) -> None:
     loaded = []
     for path, target, key in chunk:
         try:

@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BF16_PEAK, count_flops, machine_header, report  # noqa: E402
 
 from diffrestore.pipeline import DiffRestorePipeline  # noqa: E402
-from diffrestore.restore import load_pipeline  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,13 +36,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pipe = (DiffRestorePipeline.from_model_config(args.model_config) if args.model_config
-            else load_pipeline(None, torch.float32))
+            else DiffRestorePipeline.from_pretrained())
+    pipe.set_progress_bar_config(disable=True)
     size = pipe.config.resolution
     lq = torch.zeros(1, 3, size, size)
     latent = torch.zeros(1, pipe.unet.config.in_channels, *pipe.latent_shape[1:])
     with torch.no_grad():
         unet_step = count_flops(lambda: pipe.unet(latent, torch.tensor([1])))
-        one_step_call = count_flops(lambda: pipe(lq, steps=1, start_t=100))
+        one_step_call = count_flops(lambda: pipe(lq, steps=1, start_t=100, guidance=0.0, output_type="pt"))
     per_face = one_step_call + (args.steps - 1) * unet_step
     row = {"GFLOP per UNet step": unet_step / 1e9, f"GFLOP per face ({args.steps} steps)": per_face / 1e9,
            "UNet share": unet_step * args.steps / per_face}

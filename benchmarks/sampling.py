@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_header, peak_memory_gib, report, reset_peak_memory, time_call  # noqa: E402
 
 from diffrestore.pipeline import COMPILE_MODES, DiffRestorePipeline  # noqa: E402
-from diffrestore.restore import DTYPES, load_pipeline, resolve_device  # noqa: E402
+from diffrestore.sweep.ablation import AblationOptions, restore_ablated  # noqa: E402
+from diffrestore.restore import DTYPES, resolve_device  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_pipeline(args: argparse.Namespace, dtype: torch.dtype) -> DiffRestorePipeline:
     if args.model_config:
         return DiffRestorePipeline.from_model_config(args.model_config).cast(dtype)
-    return load_pipeline(args.model, dtype)
+    return DiffRestorePipeline.from_pretrained(args.model, dtype=dtype)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = DTYPES[args.dtype]
     pipeline = build_pipeline(args, dtype).to(device)
     pipeline.optimize(channels_last=args.channels_last, compile_mode=args.compile)
+    pipeline.set_progress_bar_config(disable=True)
     size = pipeline.config.resolution
     mask = "learned" if pipeline.mask is not None else "full"
     rows = []
@@ -64,9 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         for batch in [int(b) for b in args.batch_sizes.split(",")]:
             lq = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).mul(2).sub(1).to(device)
 
+            options = AblationOptions(steps=args.steps, start_t=args.start_t, guidance=scale, mask=mask,
+                                      guidance_every=args.guidance_every, cfg_scale=args.cfg_scale)
+
             def restore() -> torch.Tensor:
-                return pipeline(lq, steps=args.steps, start_t=args.start_t, guidance=scale, mask=mask,
-                                guidance_every=args.guidance_every, cfg_scale=args.cfg_scale)
+                return restore_ablated(pipeline, lq, options)
 
             reset_peak_memory(device)
             try:

@@ -4,8 +4,8 @@
 --model-config configs/model/default128.yaml --out DIR [--overwrite]``
 
 Each DIR is a folder written by ``save_pretrained`` (``config.json`` + safetensors), or a folder that
-holds one under the component's name (``DIR/unet/``, as a pipeline folder does). The training
-scheduler, the face template and the conditioning flag come from the model config. The result is
+holds one under the component's name (``DIR/unet/``, as a pipeline folder does). The sampler (DDIM
+on the training schedule), the face template and the conditioning flag come from the model config. The result is
 written in fp16 safetensors to a temporary folder and moved into place, so ``--out`` is either the
 old folder or the complete new one; an existing ``--out`` is only replaced with ``--overwrite``.
 """
@@ -22,7 +22,6 @@ from typing import Optional, Sequence
 import torch
 from diffusers import UNet2DModel, VQModel
 
-from .builders import build_scheduler, load_template
 from .config import ConfigError
 from .models import IdentityNet, LatentMask, RestorationNet
 from .pipeline import DiffRestorePipeline, load_model_config
@@ -33,6 +32,7 @@ REQUIRED = ("vqgan", "unet", "backbone")
 
 
 def component_folder(path: Path, name: str) -> Path:
+    """``path`` itself or its ``name`` subfolder: whichever holds a ``config.json``."""
     if (path / "config.json").is_file():
         return path
     if (path / name / "config.json").is_file():
@@ -42,14 +42,13 @@ def component_folder(path: Path, name: str) -> Path:
 
 def assemble(folders: dict[str, Optional[Path]], model_config: Path, overrides: Sequence[str] = ()
              ) -> DiffRestorePipeline:
+    """A pipeline of the component ``folders`` (by component name; None: left out)."""
     cfg = load_model_config(model_config, overrides)
     parts = {}
     for name, cls in COMPONENTS.items():
         folder = folders.get(name)
         parts[name] = cls.from_pretrained(str(component_folder(Path(folder), name))).eval() if folder else None
-    return DiffRestorePipeline(**parts, scheduler=build_scheduler(cfg), resolution=cfg.resolution,
-                               template=load_template(cfg.template, cfg.resolution).tolist(),
-                               condition=cfg.condition)
+    return DiffRestorePipeline.from_parts(cfg, **parts)
 
 
 def write_pipeline(pipeline: DiffRestorePipeline, out: Path, overwrite: bool = False) -> None:

@@ -486,6 +486,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+# Public names of the report formatting that the sweeps share with this module.
+format_value = _fmt
+json_safe = _json_safe
+
+
 def write_reports(result: dict[str, Any], out_dir: str | Path, overwrite: bool = False,
                   title: str = "Evaluation") -> dict[str, Path]:
     """Write ``per_image.csv``, ``summary.json`` and ``summary.md`` into ``out_dir``."""

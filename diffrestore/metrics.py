@@ -39,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .latents import encode_latents
+
 PEAK = 255.0
 _BT601 = (65.481, 128.553, 24.966)
 COLOR_SPACES = ("y", "rgb")
@@ -230,9 +232,7 @@ def vqgan_feature_extractor(vqgan, pool: int = 4, device: str | torch.device | N
         vqgan = vqgan.to(device)
 
     def features(x: torch.Tensor) -> torch.Tensor:
-        param = next(vqgan.parameters())
-        latents = vqgan.encode(x.to(param.device, param.dtype)).latents * vqgan.config.scaling_factor
-        return F.adaptive_avg_pool2d(latents.float(), pool).flatten(1)
+        return F.adaptive_avg_pool2d(encode_latents(vqgan, x), pool).flatten(1)
 
     return FeatureExtractor("VQ", f"VQGAN encoder latents {source}, avg-pooled to {pool}x{pool}", features)
 

@@ -1,9 +1,11 @@
 """The restoration pipeline: a ``diffusers.DiffusionPipeline`` holding every network, saved and loaded
 as one folder (``save_pretrained`` / ``DiffRestorePipeline.from_pretrained``).
 
-Components: ``vqgan`` (VQModel), ``unet`` (UNet2DModel), ``scheduler`` (the TRAINING DDPMScheduler;
-samplers derive their respaced schedules from it), ``backbone`` (RestorationNet) and the optional
-``identity`` (phi), ``irn`` (identity recovery network) and ``mask`` (LatentMask).
+Components: ``vqgan`` (VQModel), ``unet`` (UNet2DModel), ``scheduler`` (the sampler: its class is the
+update rule, its config the TRAINING noise schedule; swap it the diffusers way,
+``pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)``; ``samplers.SAMPLERS``
+lists the supported classes), ``backbone`` (RestorationNet) and the optional ``identity`` (phi),
+``irn`` (identity recovery network) and ``mask`` (LatentMask).
 
 How our own classes come back from ``model_index.json``: diffusers records a non-diffusers class as
 (defining module, class name), e.g. ``["diffrestore.models.backbone", "RestorationNet"]``; loading
@@ -13,36 +15,41 @@ module that defined them (they are also exported from ``diffrestore`` for users)
 component is recorded as ``[null, null]`` and comes back as ``None``. Weights are stored as the
 components' dtype (``diffrestore-assemble`` writes fp16) and load as float32 unless ``dtype=`` is given.
 
-``__call__`` only prepares tensors and calls ``samplers``.
+``pipe(image)`` restores aligned faces with the default settings (``diffrestore.options``); it only
+converts images (``diffrestore.processing``) and composes the steps below, which call ``samplers``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
+import numpy as np
 import torch
-from diffusers import DDPMScheduler, DiffusionPipeline, UNet2DModel, VQModel
+from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel, VQModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from PIL import Image
 from torch import Tensor
 
-from samplers import IdentityGuidance, difface_sample, unet_eps_model
+from samplers import IdentityGuidance, check_scheduler, difface_sample, unet_eps_model
 
 from .builders import (ModelConfig, build_backbone, build_identity, build_irn, build_mask, build_scheduler,
                        build_unet, build_vqgan, load_template)
-from .colorfix import COLOR_FIX_FUNCTIONS, COLOR_FIXES
+from .colorfix import COLOR_FIX_FUNCTIONS
 from .config import load_config
+from .latents import decode_latents, encode_latents
 from .models import IdentityNet, LatentMask, RestorationNet
+from .options import SamplingOptions, check_choice, with_settings
+from .processing import ImageInput, from_face_batch, to_face_batch
 
-START_FROM = ("backbone", "lq", "noise")
-MASKS = ("learned", "full", "off")
+BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "utkface128"
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-GUIDANCE_TARGETS = ("irn", "backbone")
 
-
-def _check_choice(name: str, value: object, choices: Sequence) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+StepEndCallback = Callable[["DiffRestorePipeline", int, int, dict], dict]
+"""diffusers' ``callback_on_step_end(pipe, step, timestep, {"latents": z})``; a ``latents`` entry in the
+dict it returns replaces the latents."""
 
 
 @dataclass
@@ -58,9 +65,16 @@ def load_model_config(path: str | Path, overrides: Sequence[str] = ()) -> ModelC
     return ModelConfig(**{key: cfg.model[key] for key in cfg.model})
 
 
+@dataclass
+class DiffRestorePipelineOutput(BaseOutput):
+    """``images``: the restored faces, as ``output_type`` asked (a list of PIL images, an array or a tensor)."""
+
+    images: Union[list[Image.Image], np.ndarray, Tensor]
+
+
 class DiffRestorePipeline(DiffusionPipeline):
     """Blind face restoration: backbone estimate -> DifFace transition at ``start_t`` -> (conditional)
-    latent refinement with optional masked identity guidance -> VQGAN decoder -> colour fix.
+    latent refinement with masked identity guidance -> VQGAN decoder -> colour fix.
 
     Config: ``resolution`` (aligned face size in pixels), ``template`` (five [x, y] landmarks at that
     resolution: the framing the model expects) and ``condition`` (the UNet sees E(y) concatenated).
@@ -72,7 +86,7 @@ class DiffRestorePipeline(DiffusionPipeline):
         self,
         vqgan: VQModel,
         unet: UNet2DModel,
-        scheduler: DDPMScheduler,
+        scheduler: SchedulerMixin,
         backbone: RestorationNet,
         identity: Optional[IdentityNet] = None,
         irn: Optional[IdentityNet] = None,
@@ -96,7 +110,16 @@ class DiffRestorePipeline(DiffusionPipeline):
         self.register_to_config(resolution=int(resolution), template=template, condition=bool(condition))
 
     # ----------------------------------------------------------------------------------------------
-    # construction
+    # construction: from parts (one way), from a folder (one way)
+
+    @classmethod
+    def from_parts(cls, cfg: ModelConfig, **parts: Optional[torch.nn.Module]) -> "DiffRestorePipeline":
+        """A pipeline of the networks ``parts`` (vqgan, unet, backbone[, identity, irn, mask]) trained
+        with the model config ``cfg``, which gives the scheduler (DDIM on the training schedule), the
+        resolution, the face template and the conditioning flag."""
+        scheduler = DDIMScheduler.from_config(build_scheduler(cfg).config)
+        template = load_template(cfg.template, cfg.resolution).tolist()
+        return cls(**parts, scheduler=scheduler, resolution=cfg.resolution, template=template, condition=cfg.condition)
 
     @classmethod
     def from_model_config(cls, cfg: ModelConfig | str | Path, with_identity: bool = True,
@@ -107,15 +130,34 @@ class DiffRestorePipeline(DiffusionPipeline):
             cfg = load_model_config(cfg)
         if seed is not None:
             torch.manual_seed(seed)
-        parts = dict(vqgan=build_vqgan(cfg), unet=build_unet(cfg), scheduler=build_scheduler(cfg),
-                     backbone=build_backbone(cfg))
+        parts = dict(vqgan=build_vqgan(cfg), unet=build_unet(cfg), backbone=build_backbone(cfg))
         if with_identity:
             parts.update(identity=build_identity(cfg), irn=build_irn(cfg), mask=build_mask(cfg))
-        for part in parts.values():
-            if isinstance(part, torch.nn.Module):
-                part.eval()
-        template = load_template(cfg.template, cfg.resolution).tolist()
-        return cls(**parts, resolution=cfg.resolution, template=template, condition=cfg.condition)
+        return cls.from_parts(cfg, **{name: part.eval() for name, part in parts.items()})
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None,
+                        **kwargs: Any) -> "DiffRestorePipeline":
+        """Load a pipeline folder (``None``: the bundled model); ``dtype=`` casts (default float32).
+        A folder that is not a pipeline is refused, naming it and saying how to make one."""
+        path = Path(pretrained_model_name_or_path) if pretrained_model_name_or_path else BUNDLED_MODEL
+        if not (path / "model_index.json").is_file():
+            hint = ""
+            if not pretrained_model_name_or_path:
+                hint = (" The bundled model is not there yet: train the stages (train.py) and put them together "
+                        "with `diffrestore-assemble --vqgan DIR --unet DIR --backbone DIR [--identity DIR --irn DIR "
+                        f"--mask DIR] --model-config configs/model/default128.yaml --out {BUNDLED_MODEL}`, "
+                        "or pass --model DIR (model=DIR) naming a pipeline folder.")
+            raise FileNotFoundError(f"{path}: not a pipeline folder (no model_index.json).{hint}")
+        return super().from_pretrained(str(path), **kwargs)
+
+    def with_components(self, **parts: Any) -> "DiffRestorePipeline":
+        """A new pipeline sharing this one's components but ``parts`` (e.g. ``unet=...``); the
+        conditioning flag follows the UNet's input channels."""
+        components = {**self.components, **parts}
+        condition = components["unet"].config.in_channels == 2 * self.latent_shape[0]
+        return type(self)(**components, resolution=self.config.resolution, template=self.config.template,
+                          condition=condition)
 
     def cast(self, dtype: torch.dtype) -> "DiffRestorePipeline":
         """Cast every network to ``dtype``. (``pipeline.to(dtype)`` does the same but diffusers 0.42
@@ -137,7 +179,7 @@ class DiffRestorePipeline(DiffusionPipeline):
                 if module is not None:
                     module.to(memory_format=torch.channels_last)
         if compile_mode is not None:
-            _check_choice("compile_mode", compile_mode, COMPILE_MODES)
+            check_choice("compile_mode", compile_mode, COMPILE_MODES)
             self.unet.compile(mode=compile_mode)
         return self
 
@@ -155,41 +197,71 @@ class DiffRestorePipeline(DiffusionPipeline):
         return (vq.vq_embed_dim or vq.latent_channels, side, side)
 
     def encode(self, images: Tensor) -> Tensor:
-        """Images in [-1, 1] -> scaled continuous latents (before quantization), float32."""
-        latents = self.vqgan.encode(images.to(self.vqgan.dtype)).latents
-        return latents.float() * self.vqgan.config.scaling_factor
+        """Images in [-1, 1] -> scaled continuous latents (``diffrestore.latents``)."""
+        return encode_latents(self.vqgan, images)
 
     def decode(self, latents: Tensor, quantize: bool = True) -> Tensor:
         """Scaled latents -> images (float32, not clamped); ``quantize=False`` keeps it differentiable."""
-        unscaled = (latents / self.vqgan.config.scaling_factor).to(self.vqgan.dtype)
-        return self.vqgan.decode(unscaled, force_not_quantize=not quantize).sample.float()
+        return decode_latents(self.vqgan, latents, quantize)
 
     # ----------------------------------------------------------------------------------------------
-    # restoration
+    # the call
 
-    def _check_input(self, lq: Tensor) -> None:
-        size = self.config.resolution
-        if lq.ndim != 4 or lq.shape[1] != 3 or lq.shape[-2:] != (size, size):
-            raise ValueError(f"expected aligned faces of shape (B, 3, {size}, {size}), got {tuple(lq.shape)}")
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: ImageInput,
+        options: Optional[SamplingOptions] = None,
+        *,
+        generator: Optional[torch.Generator | list[torch.Generator]] = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Optional[StepEndCallback] = None,
+        **settings: Any,
+    ) -> DiffRestorePipelineOutput | tuple:
+        """Restore aligned faces: ``image`` is a PIL image, a numpy array or a tensor, or a list of
+        them (``diffrestore.processing``); each is resized to the model's resolution.
 
-    def _mask_tensor(self, mask: str, like: Tensor) -> Optional[Tensor]:
-        if mask == "off":
+        The sampling settings are the fields of ``SamplingOptions`` (defaults: the default preset),
+        given as ``options`` and/or keyword arguments (``pipe(face, steps=20, guidance=0)``).
+        ``generator``: one, or one per face. ``output_type``: ``pil``, ``np`` ([0, 1]) or ``pt``
+        ([-1, 1]). Returns ``DiffRestorePipelineOutput(images)``, or ``(images,)`` without ``return_dict``.
+        """
+        options = with_settings(options, settings)
+        check_choice("output_type", output_type, ("pil", "np", "pt"))
+        lq = to_face_batch(image, self.config.resolution).to(self._execution_device, self.dtype)
+        restored = self.restore(lq, options, generator, self._step_callback(callback_on_step_end))
+        images = from_face_batch(restored, output_type)
+        return DiffRestorePipelineOutput(images=images) if return_dict else (images,)
+
+    def restore(self, lq: Tensor, options: SamplingOptions, generator: Optional[torch.Generator | list] = None,
+                callback: Optional[Callable[[int, int, Tensor], Optional[Tensor]]] = None) -> Tensor:
+        """Aligned faces (B, 3, R, R) in [-1, 1] -> restored faces in [-1, 1]: the steps of the
+        method, each a method below (the sweeps' ablations recombine them)."""
+        estimate = self.estimate(lq)
+        condition = self.encode(lq) if self.config.condition else None
+        guidance = self.identity_guidance(lq, estimate, options, self.learned_mask())
+        z0 = self.sample_latents(self.encode(estimate), condition, options, generator, guidance, callback=callback)
+        return self.finish(z0, estimate, options)
+
+    def estimate(self, lq: Tensor) -> Tensor:
+        """The L2 backbone's estimate f(y), clamped to [-1, 1]."""
+        return self.backbone(lq.to(self.backbone.dtype)).clamp(-1, 1).float()
+
+    def learned_mask(self) -> Optional[Tensor]:
+        """The LatentMask's values (1, C, h, w), or None when the pipeline has none."""
+        return None if self.mask is None else self.mask().float().to(self._execution_device)
+
+    def identity_guidance(self, lq: Tensor, estimate: Tensor, options: SamplingOptions,
+                          mask: Optional[Tensor]) -> Optional[IdentityGuidance]:
+        """Masked identity guidance towards ``options.guidance_target`` (None when ``guidance`` is 0)."""
+        if options.guidance == 0:
             return None
-        if mask == "full":
-            return torch.ones_like(like[:1])
-        if self.mask is None:
-            raise ValueError("this pipeline has no learned mask: use mask='full' or mask='off'")
-        return self.mask().float().to(like.device)
-
-    def _guidance(self, lq: Tensor, estimate: Tensor, latent_like: Tensor, scale: float, mask: str, every: int,
-                  range_: Sequence[float], schedule: str, target_from: str) -> Optional[IdentityGuidance]:
-        if scale == 0 or mask == "off":
-            return None
-        if self.identity is None:
-            raise ValueError("identity guidance needs an identity network; this pipeline has none (use guidance=0)")
-        mask_tensor = self._mask_tensor(mask, latent_like)
+        if self.identity is None or mask is None:
+            missing = "an identity network" if self.identity is None else "a learned latent mask"
+            raise ValueError(f"guidance={options.guidance} needs {missing}; this pipeline has none (use guidance=0)")
         # IRN(y) predicts the HQ face's embedding; phi(f(y)) is the alternative (and the fallback without an IRN).
-        if target_from == "irn" and self.irn is not None:
+        if options.guidance_target == "irn" and self.irn is not None:
             target = self.irn(lq.to(self.irn.dtype))
         else:
             target = self.identity(estimate.to(self.identity.dtype))
@@ -198,83 +270,47 @@ class DiffRestorePipeline(DiffusionPipeline):
         def embed(images: Tensor) -> Tensor:
             return identity(images.to(identity.dtype)).float()
 
+        low, high = options.guidance_range
         return IdentityGuidance(decode=lambda z: self.decode(z, quantize=False), embed=embed,
-                                target=target.float().detach(), mask=mask_tensor, scale=float(scale),
-                                every=int(every), range=(float(range_[0]), float(range_[1])), schedule=schedule)
+                                target=target.float().detach(), mask=mask, scale=float(options.guidance),
+                                every=int(options.guidance_every), range=(float(low), float(high)),
+                                schedule=options.guidance_schedule)
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        lq: Tensor,
-        steps: int = 50,
-        start_t: int = 400,
-        sampler: str = "ddim",
-        eta: float = 0.0,
-        guidance: float = 0.0,
-        guidance_every: int = 1,
-        guidance_range: Sequence[float] = (0.0, 1.0),
-        guidance_schedule: str = "constant",
-        guidance_target: str = "backbone",
-        mask: str = "learned",
-        cfg_scale: float = 1.0,
-        start_from: str = "backbone",
-        condition: Optional[bool] = None,
-        backbone_only: bool = False,
-        color_fix: str = "wavelet",
-        generator: Optional[torch.Generator] = None,
-    ) -> Tensor:
-        """Restore aligned faces ``lq`` (B, 3, R, R) in [-1, 1]; returns (B, 3, R, R) in [-1, 1].
+    def sample_latents(self, z_start: Tensor, condition: Optional[Tensor], options: SamplingOptions,
+                       generator: Optional[torch.Generator | list] = None, guidance: Optional[IdentityGuidance] = None,
+                       pure_noise: bool = False,
+                       callback: Optional[Callable[[int, int, Tensor], Optional[Tensor]]] = None) -> Tensor:
+        """The DifFace chain with ``self.scheduler`` from ``z_start`` diffused to ``start_t`` (from pure
+        noise at the last training timestep with ``pure_noise``), conditioned on ``condition``."""
+        check_scheduler(self.scheduler)
+        start_t = self.scheduler.config.num_train_timesteps - 1 if pure_noise else int(options.start_t)
+        eps_model = unet_eps_model(self.unet, condition, options.cfg_scale)
+        with self.progress_bar(total=min(int(options.steps), start_t + 1)) as bar:
+            def on_step(i: int, t: int, latents: Tensor) -> Optional[Tensor]:
+                bar.update()
+                return callback(i, t, latents) if callback is not None else None
 
-        ``start_from``: ``backbone`` (DifFace: diffuse E(f(y)) to ``start_t``), ``lq`` (diffuse E(y))
-        or ``noise`` (pure noise from the last training timestep; ``start_t`` is ignored).
-        ``condition``: None = as trained; False on a conditional model feeds a zero condition (the
-        unconditional branch of condition dropout); True on an unconditional model is an error.
-        ``mask``: ``learned`` (the pipeline's LatentMask), ``full`` (all ones) or ``off`` (no guidance).
-        ``guidance_target``: the embedding guidance pulls towards: ``backbone`` (phi of the backbone
-        estimate f(y)) or ``irn`` (IRN(y), CLR-Face). ``backbone`` is the default because on the bundled
-        model phi(f(y)) predicts phi of the HQ face better than IRN(y) does (docs/ablations.md).
-        ``backbone_only``: return the L2 backbone's estimate f(y) itself (no VQGAN, no diffusion): the
-        first stage alone, for ablations.
-        ``color_fix``: ``wavelet`` gives the output the low-frequency colours of the backbone estimate
-        (the decoder's colour shift removed, its detail kept; see ``diffrestore.colorfix``), ``chroma``
-        additionally all of the estimate's chroma (fine colours such as irises too), or ``none``.
-        """
-        for name, value, choices in (("start_from", start_from, START_FROM), ("color_fix", color_fix, COLOR_FIXES),
-                                     ("guidance_target", guidance_target, GUIDANCE_TARGETS), ("mask", mask, MASKS)):
-            _check_choice(name, value, choices)
-        if condition and not self.config.condition:
-            raise ValueError("condition=True needs a conditional model; this one was trained without E(y)")
-        self._check_input(lq)
-        device = self._execution_device
-        lq = lq.to(device, self.dtype)
+            return difface_sample(eps_model, z_start, self.scheduler, start_t=start_t, steps=int(options.steps),
+                                  eta=options.eta, generator=generator, pure_noise=pure_noise, guidance=guidance,
+                                  callback=on_step)
 
-        estimate = self.backbone(lq.to(self.backbone.dtype)).clamp(-1, 1)
-        if backbone_only:
-            return estimate.float()
-        lq_latent = self.encode(lq) if self.config.condition or start_from == "lq" else None
-        if start_from == "backbone":
-            z_start = self.encode(estimate)
-        elif start_from == "lq":
-            z_start = lq_latent
-        else:  # only the shape matters: the chain starts from pure noise
-            z_start = torch.zeros(lq.shape[0], *self.latent_shape, device=device)
-
-        cond = None
-        if self.config.condition:
-            cond = lq_latent if condition in (None, True) else torch.zeros_like(lq_latent)
-        eps_model = unet_eps_model(self.unet, cond, cfg_scale)
-        identity_guidance = self._guidance(lq, estimate, z_start, guidance, mask, guidance_every, guidance_range,
-                                           guidance_schedule, guidance_target)
-        pure_noise = start_from == "noise"
-        if pure_noise:
-            start_t = self.scheduler.config.num_train_timesteps - 1
-        z0 = difface_sample(eps_model, z_start, self.scheduler, start_t=int(start_t), steps=int(steps),
-                            sampler=sampler, eta=eta, generator=generator, pure_noise=pure_noise,
-                            guidance=identity_guidance)
+    def finish(self, z0: Tensor, estimate: Tensor, options: SamplingOptions) -> Tensor:
+        """Decode z_0 (quantized), fix its colours against the backbone estimate, clamp to [-1, 1]."""
         restored = self.decode(z0)
-        if color_fix != "none":
-            restored = COLOR_FIX_FUNCTIONS[color_fix](restored, estimate.float(), self.color_fix_levels)
+        if options.color_fix != "none":
+            restored = COLOR_FIX_FUNCTIONS[options.color_fix](restored, estimate, self.color_fix_levels)
         return restored.clamp(-1, 1)
+
+    def _step_callback(self, callback_on_step_end: Optional[StepEndCallback]
+                       ) -> Optional[Callable[[int, int, Tensor], Optional[Tensor]]]:
+        if callback_on_step_end is None:
+            return None
+
+        def callback(i: int, t: int, latents: Tensor) -> Optional[Tensor]:
+            returned = callback_on_step_end(self, i, t, {"latents": latents}) or {}
+            return returned.get("latents")
+
+        return callback
 
     @property
     def color_fix_levels(self) -> int:

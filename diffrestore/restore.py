@@ -24,61 +24,27 @@ from __future__ import annotations
 
 import logging
 import zlib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
+
+from samplers import SAMPLERS
 
 from .faces import DetectedFace, FaceDetector, align_faces, alignment_matrix, paste_faces, upscale_image
 from .geometry import similarity_transform
 from .io import pil_to_tensor, tensor_to_pil
+from .options import RestoreOptions, check_choice
+from .pipeline import DiffRestorePipeline
+from .processing import resize_face
 
 logger = logging.getLogger(__name__)
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-DEFAULT_MODEL = PRETRAINED_DIR / "utkface128"
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-
-
-@dataclass
-class SampleConfig:
-    """Options of ``sample.py`` (presets in ``configs/sample/*.yaml``; any key can be overridden)."""
-
-    model: Optional[str] = None  # a pipeline folder; None = the bundled diffrestore/pretrained/utkface128
-    steps: int = 50  # reverse steps S over [0, start_t]
-    start_t: int = 400  # DifFace's N (of 1000): larger = more realism, less fidelity to the backbone estimate
-    sampler: str = "ddim"  # ddim | ddpm
-    eta: float = 0.0  # DDIM stochasticity (ddim only)
-    guidance: float = 0.0  # identity-guidance step (latent units per guided step); 0 = off
-    guidance_every: int = 1
-    guidance_range: List[float] = field(default_factory=lambda: [0.0, 1.0])  # fraction of the trajectory
-    guidance_schedule: str = "constant"  # constant | sigma
-    guidance_target: str = "backbone"  # backbone: phi(f(y)) | irn: IRN(y) (CLR-Face)
-    mask: str = "learned"  # learned | full | off
-    cfg_scale: float = 1.0  # classifier-free guidance on E(y) (models trained with condition dropout)
-    start_from: str = "backbone"  # backbone | lq | noise
-    condition: Optional[bool] = None  # None = as the model was trained; false = zero condition
-    backbone_only: bool = False  # output the L2 backbone's estimate alone (ablation: no diffusion prior)
-    color_fix: str = "wavelet"  # wavelet: low-frequency colours from the backbone estimate | none
-    seed: int = 0
-    batch_size: int = 16  # faces per forward pass
-    device: str = "auto"  # auto (cuda, mps, cpu) | cuda | cuda:1 | mps | cpu
-    dtype: str = "auto"  # auto (bf16 on cuda, fp32 elsewhere) | fp32 | fp16 | bf16
-    compile: Optional[str] = None  # torch.compile mode of the UNet (reduce-overhead: CUDA graphs; GPU, large folders)
-    aligned: Optional[bool] = None  # True: inputs are aligned faces; False: whole photos; None: per image
-    upscale: float = 1.0  # output scale of whole photos (bicubic background) and of aligned faces
-    feather: float = 0.06  # soft border of pasted faces, fraction of the face size
-    detail: float = 1.0  # pasted faces keep the photo's own detail finer than the model's resolution; 0 = off
-    min_face_size: int = 20  # MTCNN: smallest face, pixels
-    detection_threshold: float = 0.9  # MTCNN: minimum face score
-    save_comparison: bool = False  # also write <name>_comparison<ext>: LQ | restored
-    overwrite: bool = False
 
 
 @dataclass
@@ -107,42 +73,26 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
-def load_pipeline(model: Optional[str | Path], dtype: Optional[torch.dtype] = None):
-    """Load a pipeline folder (``None``: the bundled model), with a clear error when it is missing."""
-    from .pipeline import DiffRestorePipeline
-
-    path = Path(model) if model else DEFAULT_MODEL
-    if not (path / "model_index.json").is_file():
-        hint = ""
-        if not model:
-            hint = (" The bundled model is not there yet: train the stages (train.py) and put them together with "
-                    "`diffrestore-assemble --vqgan DIR --unet DIR --backbone DIR [--identity DIR --irn DIR "
-                    f"--mask DIR] --model-config configs/model/default128.yaml --out {DEFAULT_MODEL}`, "
-                    "or pass --model DIR (model=DIR) naming a pipeline folder.")
-        raise FileNotFoundError(f"{path}: not a pipeline folder (no model_index.json).{hint}")
-    return DiffRestorePipeline.from_pretrained(str(path), dtype=dtype)
-
-
 def face_seed(seed: int, key: str) -> int:
+    """The seed of the face with ``key`` (its file's relative path, ``#i`` for the i-th face of a photo)."""
     return (int(seed) + zlib.crc32(key.encode("utf-8"))) % (2 ** 63)
 
 
-def _resize(image: Tensor, size: int) -> Tensor:
-    """(3, H, W) -> (3, size, size), bicubic with antialiasing when shrinking."""
-    if image.shape[-2:] == (size, size):
-        return image
-    shrink = min(image.shape[-2:]) > size
-    out = F.interpolate(image[None], size=(size, size), mode="bicubic", align_corners=False, antialias=shrink)
-    return out[0].clamp(-1, 1)
-
-
 class FaceRestorer:
-    def __init__(self, pipeline, options: SampleConfig, detector: Optional[FaceDetector] = None) -> None:
+    """Restores aligned faces and whole photos with ``pipeline`` and ``options``. The pipeline is cast
+    and moved as the options say; ``options.sampler`` swaps in another scheduler on a copy of it."""
+
+    def __init__(self, pipeline: DiffRestorePipeline, options: RestoreOptions,
+                 detector: Optional[FaceDetector] = None) -> None:
+        options.check()
         self.options = options
         self.device = resolve_device(options.device)
         dtype = resolve_dtype(options.dtype, self.device)
         if pipeline.dtype != dtype:
             pipeline.cast(dtype)
+        if options.sampler is not None:
+            check_choice("sampler", options.sampler, SAMPLERS)
+            pipeline = pipeline.with_components(scheduler=SAMPLERS[options.sampler].from_config(pipeline.scheduler.config))
         self.pipeline = pipeline.to(self.device).optimize(compile_mode=options.compile)
         self.pipeline.set_progress_bar_config(disable=True)
         self.resolution = int(pipeline.config.resolution)
@@ -153,30 +103,28 @@ class FaceRestorer:
                                                  options.min_face_size, options.detection_threshold)
 
     @classmethod
-    def from_options(cls, options: SampleConfig) -> "FaceRestorer":
-        device = resolve_device(options.device)
-        return cls(load_pipeline(options.model, resolve_dtype(options.dtype, device)), options)
+    def from_options(cls, options: RestoreOptions) -> "FaceRestorer":
+        """Load ``options.model`` (None: the bundled model) in the options' dtype."""
+        dtype = resolve_dtype(options.dtype, resolve_device(options.device))
+        return cls(DiffRestorePipeline.from_pretrained(options.model, dtype=dtype), options)
 
     # ----------------------------------------------------------------------------------------------
     # the model
 
     def _restore_faces(self, faces: Tensor, keys: Sequence[str]) -> Tensor:
         """(N, 3, R, R) aligned faces -> restored (N, 3, R, R) float32 on the CPU, in batches."""
-        o = self.options
+        size = self.options.batch_size
         out = []
-        for start in range(0, len(faces), o.batch_size):
-            chunk = faces[start:start + o.batch_size].to(self.device)
-            generators = [torch.Generator().manual_seed(face_seed(o.seed, key))
-                          for key in keys[start:start + o.batch_size]]
-            restored = self.pipeline(
-                chunk, steps=o.steps, start_t=o.start_t, sampler=o.sampler, eta=o.eta, guidance=o.guidance,
-                guidance_every=o.guidance_every, guidance_range=tuple(o.guidance_range),
-                guidance_schedule=o.guidance_schedule, guidance_target=o.guidance_target, mask=o.mask,
-                cfg_scale=o.cfg_scale, start_from=o.start_from, condition=o.condition, backbone_only=o.backbone_only,
-                color_fix=o.color_fix, generator=generators,
-            )
-            out.append(restored.float().cpu())
+        for start in range(0, len(faces), size):
+            generators = [torch.Generator().manual_seed(face_seed(self.options.seed, key))
+                          for key in keys[start:start + size]]
+            out.append(self.restore_batch(faces[start:start + size].to(self.device), generators).float().cpu())
         return torch.cat(out) if out else faces.new_zeros((0, 3, self.resolution, self.resolution))
+
+    def restore_batch(self, faces: Tensor, generators: list[torch.Generator]) -> Tensor:
+        """One batch of aligned faces at the model's resolution -> restored, in [-1, 1]: the pipeline
+        call with the options' sampling settings (the sweeps' ablations override this)."""
+        return self.pipeline(faces, self.options, generator=generators, output_type="pt").images
 
     # ----------------------------------------------------------------------------------------------
     # public API
@@ -188,7 +136,7 @@ class FaceRestorer:
         tensors = [pil_to_tensor(im) if isinstance(im, Image.Image) else im.float().cpu() for im in images]
         if not tensors:
             return []
-        batch = torch.stack([_resize(t, self.resolution) for t in tensors])
+        batch = torch.stack([resize_face(t, self.resolution) for t in tensors])
         return list(self._restore_faces(batch, keys))
 
     def restore_photo(self, photo: Image.Image, key: str = "0") -> tuple[Image.Image, int]:
@@ -205,7 +153,7 @@ class FaceRestorer:
         face_batches, face_keys = [], []
         for photo, key, (mode, matrices, _) in zip(photos, keys, plans):
             if mode == "aligned":
-                face_batches.append(_resize(pil_to_tensor(photo), self.resolution)[None])
+                face_batches.append(resize_face(pil_to_tensor(photo), self.resolution)[None])
                 face_keys.append(key)
             elif matrices:
                 face_batches.append(align_faces(pil_to_tensor(photo), matrices, self.resolution))
@@ -231,7 +179,7 @@ class FaceRestorer:
 
     def _upscale_face(self, face: Tensor) -> Tensor:
         size = round(self.resolution * self.options.upscale)
-        return _resize(face, size)
+        return resize_face(face, size)
 
     def _plan(self, photo: Image.Image, aligned: Optional[bool]) -> tuple[str, list[np.ndarray], str]:
         """(mode, photo -> face matrices, note for the user) of one image."""

@@ -9,13 +9,18 @@ the first denoising step is at exactly the timestep where the noise was added (D
 noises at N but denoises first at a neighbouring step). Each step goes from one listed timestep to
 the next and the last step (at t = 0 when S > 1) lands on the clean latent.
 
-Schedulers. The diffusers schedulers (``DDIMScheduler`` with ``eta``, ``DDPMScheduler`` ancestral)
-are used unchanged on a *respaced* schedule (guided-diffusion's ``SpacedDiffusion``, which DifFace
-uses): the kept timesteps t_0 < ... < t_{S-1} define a new S-step chain with
-``abar'_i = abar[t_i]``, i.e. betas ``1 - abar[t_i] / abar[t_{i-1}]``. The scheduler runs that chain
-with unit stride; the score model is called with the ORIGINAL timestep t_i. ``DDIMScheduler`` has no
-custom-timestep option (its previous step is always ``t - T // S``), so respacing is the one
-mechanism that serves both without touching scheduler internals.
+Schedulers. The scheduler passed in is the sampler: its config holds the TRAINING noise schedule and
+its class the update rule. ``DDIMScheduler`` (with ``eta``), ``DDPMScheduler`` (ancestral),
+``DPMSolverMultistepScheduler`` (DPM-Solver++) and ``EulerDiscreteScheduler`` are supported
+(``SAMPLERS``; set one with ``<Class>.from_config(scheduler.config)``); any other is refused. Each
+runs unchanged on a *respaced* schedule (guided-diffusion's ``SpacedDiffusion``, which DifFace uses):
+the kept timesteps t_0 < ... < t_{S-1} define a new S-step chain with ``abar'_i = abar[t_i]``, i.e.
+betas ``1 - abar[t_i] / abar[t_{i-1}]``. The scheduler runs that chain with unit stride; the score
+model is called with the ORIGINAL timestep t_i. ``DDIMScheduler`` has no custom-timestep option (its
+previous step is always ``t - T // S``), so respacing is the one mechanism that serves all of them
+without touching scheduler internals. Euler steps on ``z_t / sqrt(abar_t)`` (sigma space) instead of
+the variance-preserving ``z_t``; the loop keeps that conversion to itself, so guidance and callbacks
+see the same latents whatever the scheduler.
 
 Everything here is a function of tensors and callables: no I/O, no global state. Randomness comes
 only from the ``generator`` argument: the initial noise first, then the scheduler's per-step noise.
@@ -23,12 +28,14 @@ only from the ``generator`` argument: the initial noise first, then the schedule
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
@@ -39,7 +46,22 @@ logger = logging.getLogger(__name__)
 EpsModel = Callable[[Tensor, int], Tensor]
 """``eps_model(z_t, t)``: the noise prediction for latents ``z_t`` (B, C, h, w) at integer timestep ``t``."""
 
-SAMPLERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
+StepCallback = Callable[[int, int, Tensor], Optional[Tensor]]
+"""``callback(i, t, z)`` after step ``i`` (from timestep ``t``) with the latents it produced; a tensor
+it returns replaces them."""
+
+SAMPLERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "dpm++": DPMSolverMultistepScheduler,
+            "euler": EulerDiscreteScheduler}
+SIGMA_SPACE = (EulerDiscreteScheduler,)  # step on z_t / sqrt(abar_t) rather than on z_t
+
+
+def check_scheduler(scheduler: SchedulerMixin) -> None:
+    """Refuse a scheduler class that the sampler does not support."""
+    supported = tuple(SAMPLERS.values())
+    if type(scheduler) not in supported:
+        names = ", ".join(cls.__name__ for cls in supported)
+        raise ValueError(f"scheduler {type(scheduler).__name__} is not supported; use one of {names} "
+                         "(e.g. pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config))")
 
 
 def respaced_timesteps(start_t: int, steps: int) -> list[int]:
@@ -57,27 +79,27 @@ def respaced_timesteps(start_t: int, steps: int) -> list[int]:
     return timesteps
 
 
-def build_respaced_scheduler(train_scheduler: DDPMScheduler, timesteps: Sequence[int], sampler: str = "ddim"):
-    """A diffusers scheduler of kind ``sampler`` running the chain through ``timesteps`` (decreasing)
-    of the training scheduler, with unit stride (see the module docstring). Its timestep ``i`` stands
+def build_respaced_scheduler(scheduler: SchedulerMixin, timesteps: Sequence[int]) -> SchedulerMixin:
+    """A scheduler of ``scheduler``'s class running the chain through ``timesteps`` (decreasing) of
+    its training schedule, with unit stride (see the module docstring). Its timestep ``i`` stands
     for the original timestep ``timesteps[len - 1 - i]``."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+    check_scheduler(scheduler)
     ascending = torch.as_tensor(list(timesteps)[::-1])
     if len(ascending) > 1 and not bool((ascending[1:] > ascending[:-1]).all()):
         raise ValueError(f"timesteps must be strictly decreasing, got {list(timesteps)}")
-    alphas_cumprod = train_scheduler.alphas_cumprod.double()[ascending]
+    alphas_cumprod = scheduler.alphas_cumprod.double()[ascending]
     previous = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
     betas = (1.0 - alphas_cumprod / previous).tolist()
-    scheduler = SAMPLERS[sampler].from_config(
-        train_scheduler.config, num_train_timesteps=len(betas), trained_betas=betas,
-        timestep_spacing="leading", steps_offset=0, rescale_betas_zero_snr=False,
+    respaced = type(scheduler).from_config(
+        scheduler.config, num_train_timesteps=len(betas), trained_betas=betas,
+        timestep_spacing="trailing", steps_offset=0, rescale_betas_zero_snr=False,
     )
-    scheduler.set_timesteps(len(betas))
+    respaced.set_timesteps(len(betas))
     expected = torch.arange(len(betas) - 1, -1, -1)
-    if not torch.equal(scheduler.timesteps.cpu(), expected):  # a guard against a diffusers change
-        raise RuntimeError(f"{type(scheduler).__name__} did not lay out unit-stride timesteps")
-    return scheduler
+    if not torch.equal(respaced.timesteps.cpu().long(), expected):  # e.g. Karras sigmas in the config
+        raise ValueError(f"{type(scheduler).__name__} with this config does not step through every respaced "
+                         "timestep (options such as use_karras_sigmas are not supported)")
+    return respaced
 
 
 def noise_latent(train_scheduler: DDPMScheduler, z_start: Tensor, noise: Tensor, t: int) -> Tensor:
@@ -121,45 +143,62 @@ def unet_eps_model(unet: torch.nn.Module, condition: Optional[Tensor] = None, cf
 def difface_sample(
     eps_model: EpsModel,
     z_start: Tensor,
-    train_scheduler: DDPMScheduler,
+    scheduler: SchedulerMixin,
     *,
     start_t: int,
     steps: int,
-    sampler: str = "ddim",
     eta: float = 0.0,
-    generator: Optional[torch.Generator] = None,
+    generator: Optional[torch.Generator | list[torch.Generator]] = None,
     pure_noise: bool = False,
     guidance: Optional[IdentityGuidance] = None,
+    callback: Optional[StepCallback] = None,
 ) -> Tensor:
     """Run the DifFace chain from ``z_start`` (scaled latents, B x C x h x w) and return z_0.
 
-    ``pure_noise=True`` ignores ``z_start``'s values and starts from N(0, I) at ``start_t`` (use
-    T - 1 for an unconditional prior check). ``eta`` is DDIM's stochasticity (0: deterministic);
-    ``ddpm`` is ancestral sampling and takes no ``eta``. ``guidance`` adds the masked identity
-    update after each guided step (see ``samplers.guidance``); an inactive guidance changes nothing.
+    ``scheduler``: the sampler (its class) and the training schedule (its config). ``pure_noise=True``
+    ignores ``z_start``'s values and starts from N(0, I) at ``start_t`` (use T - 1 for an
+    unconditional prior check). ``eta`` is DDIM's stochasticity (0: deterministic). ``guidance`` adds
+    the masked identity update after each guided step (see ``samplers.guidance``); an inactive
+    guidance changes nothing. ``callback`` sees the latents after every step.
     """
-    if sampler != "ddim" and eta != 0.0:
-        raise ValueError(f"eta applies to the ddim sampler only (sampler={sampler!r}, eta={eta})")
-    num_train = train_scheduler.config.num_train_timesteps
+    num_train = scheduler.config.num_train_timesteps
     if not 0 <= start_t < num_train:
         raise ValueError(f"start_t must be in [0, {num_train - 1}], got {start_t}")
     timesteps = respaced_timesteps(start_t, steps)
-    scheduler = build_respaced_scheduler(train_scheduler, timesteps, sampler)
-    step_kwargs = {"eta": eta} if sampler == "ddim" else {}
+    respaced = build_respaced_scheduler(scheduler, timesteps)
+    step_kwargs = _step_kwargs(respaced, eta)
     guide = guidance is not None and is_active(guidance)
+    alpha_bars = [scheduler.alphas_cumprod[t].item() for t in timesteps] + [1.0]  # the last step lands clean
+    scales = [_state_scale(respaced, alpha_bar) for alpha_bar in alpha_bars]
 
     z_start = z_start.float()
     noise = randn_tensor(z_start.shape, generator=generator, device=z_start.device, dtype=z_start.dtype)
-    z = noise if pure_noise else noise_latent(train_scheduler, z_start, noise, timesteps[0])
+    z = noise if pure_noise else noise_latent(scheduler, z_start, noise, timesteps[0])
+    x = z * scales[0]
     for i, t in enumerate(timesteps):
+        z = respaced.scale_model_input(x, respaced.timesteps[i])
         eps = eps_model(z, t)
         gradient = None
         if guide and is_guided_step(guidance, i, len(timesteps)):
-            alpha_bar = train_scheduler.alphas_cumprod[t].item()
-            gradient = identity_gradient(guidance, z, eps, alpha_bar)
-            size = guidance_step_size(guidance, alpha_bar)
-        z_next = scheduler.step(eps, scheduler.timesteps[i], z, generator=generator, **step_kwargs).prev_sample
+            gradient = identity_gradient(guidance, z, eps, alpha_bars[i])
+            size = guidance_step_size(guidance, alpha_bars[i])
+        x = respaced.step(eps, respaced.timesteps[i], x, generator=generator, **step_kwargs).prev_sample
         if gradient is not None:
-            z_next = z_next - size * guidance.mask.to(z_next) * gradient
-        z = z_next
-    return z
+            x = x - size * scales[i + 1] * guidance.mask.to(x) * gradient
+        if callback is not None:
+            replaced = callback(i, t, x / scales[i + 1])
+            x = x if replaced is None else replaced * scales[i + 1]
+    return x
+
+
+def _step_kwargs(scheduler: SchedulerMixin, eta: float) -> dict:
+    if "eta" in inspect.signature(scheduler.step).parameters:
+        return {"eta": eta}
+    if eta != 0.0:
+        raise ValueError(f"eta applies to DDIMScheduler only (the scheduler is {type(scheduler).__name__}, eta={eta})")
+    return {}
+
+
+def _state_scale(scheduler: SchedulerMixin, alpha_bar: float) -> float:
+    """What the scheduler's sample is in units of z_t (1 for the variance-preserving ones)."""
+    return alpha_bar ** -0.5 if isinstance(scheduler, SIGMA_SPACE) else 1.0

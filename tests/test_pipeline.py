@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from diffrestore.sweep.ablation import AblationOptions, restore_ablated
 from diffrestore.assemble import main as assemble_main
 from diffrestore.faces import FaceDetector
 from diffrestore.io import load_image
+from diffrestore.options import RestoreOptions
 from diffrestore.pipeline import DiffRestorePipeline, load_model_config
-from diffrestore.restore import FaceRestorer, SampleConfig, face_seed, load_pipeline
+from diffrestore.restore import FaceRestorer, face_seed
+from samplers import SAMPLERS
 
 TINY = Path(__file__).parents[1] / "configs" / "model" / "tiny.yaml"
 R = 32
@@ -37,13 +40,27 @@ def lq() -> torch.Tensor:
     return torch.rand(2, 3, R, R, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
 
-def call(pipe, lq, seed=0, **kwargs):
+def with_sampler(pipe, sampler):
+    return pipe.with_components(scheduler=SAMPLERS[sampler].from_config(pipe.scheduler.config))
+
+
+def call(pipe, lq, seed=0, sampler=None, **kwargs):
+    """The pipeline call on tensors, 4 steps from t = 300 unless ``kwargs`` say otherwise."""
+    pipe = with_sampler(pipe, sampler) if sampler else pipe
     kwargs = {"steps": 4, "start_t": 300, **kwargs}
-    return pipe(lq, generator=torch.Generator().manual_seed(seed), **kwargs)
+    return pipe(lq, generator=torch.Generator().manual_seed(seed), output_type="pt", **kwargs).images
 
 
-def latents_of(pipe, lq, **kwargs):
-    """The sampler's z_0 (before the quantizing decoder), captured on the way out."""
+def ablate(pipe, lq, seed=0, sampler=None, **kwargs):
+    """``call`` through the sweeps' ablation switches (mask, start_from, condition, backbone_only)."""
+    pipe = with_sampler(pipe, sampler) if sampler else pipe
+    options = AblationOptions(**{"steps": 4, "start_t": 300, **kwargs})
+    return restore_ablated(pipe, lq, options, torch.Generator().manual_seed(seed))
+
+
+def latents_of(pipe, lq, run=call, sampler=None, **kwargs):
+    """The sampler's z_0 (before the quantizing decoder), captured on the way out of ``run``."""
+    pipe = with_sampler(pipe, sampler) if sampler else pipe
     seen = {}
     original = pipe.decode
 
@@ -54,7 +71,7 @@ def latents_of(pipe, lq, **kwargs):
 
     pipe.decode = spy
     try:
-        call(pipe, lq, **kwargs)
+        run(pipe, lq, **kwargs)
     finally:
         del pipe.decode
     return seen["z0"]
@@ -80,36 +97,48 @@ def test_unet_called_once_per_step_starting_at_start_t(pipe, lq):
 
 
 def test_guidance_off_paths_are_bit_identical(pipe, lq):
-    unguided = latents_of(pipe, lq, sampler="ddpm")
-    assert torch.equal(latents_of(pipe, lq, sampler="ddpm", guidance=0.0, mask="full"), unguided)
-    assert torch.equal(latents_of(pipe, lq, sampler="ddpm", guidance=0.5, mask="off"), unguided)
+    unguided = latents_of(pipe, lq, sampler="ddpm", guidance=0.0)
+    assert torch.equal(latents_of(pipe, lq, ablate, sampler="ddpm", guidance=0.0, mask="full"), unguided)
+    assert torch.equal(latents_of(pipe, lq, ablate, sampler="ddpm", guidance=0.5, mask="off"), unguided)
     logits = pipe.mask.logits.data.clone()
     pipe.mask.logits.data.fill_(-float("inf"))  # an all-zero learned mask
     try:
-        assert torch.equal(latents_of(pipe, lq, sampler="ddpm", guidance=0.5, mask="learned"), unguided)
+        assert torch.equal(latents_of(pipe, lq, sampler="ddpm", guidance=0.5), unguided)
     finally:
         pipe.mask.logits.data.copy_(logits)
-    guided = latents_of(pipe, lq, sampler="ddpm", guidance=0.5, mask="learned")
+    guided = latents_of(pipe, lq, sampler="ddpm", guidance=0.5)
     assert (guided - unguided).abs().mean() > 1e-3
+
+
+def test_ablation_defaults_are_the_pipeline_call(pipe, lq):
+    for kwargs in ({}, {"guidance": 0.0, "cfg_scale": 2.0}, {"guidance_every": 1, "guidance_target": "irn"}):
+        assert torch.equal(ablate(pipe, lq, **kwargs), call(pipe, lq, **kwargs)), kwargs
 
 
 def test_switches_change_the_result(pipe, lq):
     base = latents_of(pipe, lq)
-    for kwargs in ({"start_from": "lq"}, {"start_from": "noise"}, {"condition": False}, {"cfg_scale": 2.0},
-                   {"start_t": 600}):
+    for kwargs in ({"start_from": "lq"}, {"start_from": "noise"}, {"condition": False}, {"mask": "full"}):
+        assert not torch.allclose(latents_of(pipe, lq, ablate, **kwargs), base), kwargs
+    for kwargs in ({"cfg_scale": 2.0}, {"start_t": 600}, {"guidance": 0.0}):
         assert not torch.allclose(latents_of(pipe, lq, **kwargs), base), kwargs
 
 
 def test_invalid_calls(pipe, lq):
-    with pytest.raises(ValueError, match="shape"):
-        pipe(lq[:, :, :16, :16])
+    with pytest.raises(ValueError, match="image"):
+        pipe(lq[:, :2])
+    with pytest.raises(TypeError, match="'start_from'"):  # an ablation switch, not a setting of the call
+        pipe(lq, start_from="lq")
+    with pytest.raises(ValueError, match="output_type"):
+        pipe(lq, steps=2, output_type="jpeg")
     with pytest.raises(ValueError, match="start_from"):
-        pipe(lq, start_from="estimate")
+        ablate(pipe, lq, start_from="estimate")
     with pytest.raises(ValueError, match="mask"):
-        pipe(lq, mask="half")
+        ablate(pipe, lq, mask="half")
     no_mask = DiffRestorePipeline(**{**pipe.components, "mask": None}, **_config(pipe))
+    with pytest.raises(ValueError, match="learned latent mask"):
+        no_mask(lq, guidance=0.1, steps=2)
     with pytest.raises(ValueError, match="learned mask"):
-        no_mask(lq, guidance=0.1, mask="learned", steps=2)
+        ablate(no_mask, lq, guidance=0.1, mask="learned", steps=2)
 
 
 def _config(pipe):
@@ -122,7 +151,7 @@ def test_save_and_load_round_trip(pipe, lq, tmp_path):
     assert index["backbone"][1] == "RestorationNet" and index["resolution"] == R
     loaded = DiffRestorePipeline.from_pretrained(tmp_path / "pipe")
     assert loaded.config.template == pipe.config.template and loaded.config.condition is True
-    for kwargs in ({"sampler": "ddpm"}, {"guidance": 0.3, "mask": "learned", "sampler": "ddim", "eta": 0.5}):
+    for kwargs in ({"sampler": "ddpm"}, {"guidance": 0.3, "eta": 0.5}):
         assert torch.equal(call(loaded, lq, **kwargs), call(pipe, lq, **kwargs))
 
 
@@ -131,9 +160,9 @@ def test_optional_components_may_be_missing(pipe, lq, tmp_path):
     bare.save_pretrained(tmp_path / "bare")
     loaded = DiffRestorePipeline.from_pretrained(tmp_path / "bare")
     assert loaded.identity is None and loaded.irn is None and loaded.mask is None
-    assert torch.equal(call(loaded, lq), call(pipe, lq))
+    assert torch.equal(call(loaded, lq, guidance=0.0), call(pipe, lq, guidance=0.0))
     with pytest.raises(ValueError, match="identity"):
-        loaded(lq, guidance=0.1, mask="full")
+        loaded(lq, guidance=0.1)
 
 
 def test_assemble_writes_a_loadable_folder_and_refuses_to_overwrite(pipe, lq, tmp_path, capsys):
@@ -160,11 +189,11 @@ def test_assemble_writes_a_loadable_folder_and_refuses_to_overwrite(pipe, lq, tm
 
 
 def test_missing_default_model_explains_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr("diffrestore.restore.DEFAULT_MODEL", tmp_path / "utkface128")
+    monkeypatch.setattr("diffrestore.pipeline.BUNDLED_MODEL", tmp_path / "utkface128")
     with pytest.raises(FileNotFoundError, match="diffrestore-assemble"):
-        load_pipeline(None)
+        DiffRestorePipeline.from_pretrained()
     with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
-        load_pipeline(tmp_path)
+        DiffRestorePipeline.from_pretrained(tmp_path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -173,7 +202,7 @@ def test_missing_default_model_explains_what_to_do(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def restorer(pipe) -> FaceRestorer:
-    return FaceRestorer(pipe, SampleConfig(steps=3, start_t=200, batch_size=3, device="cpu"),
+    return FaceRestorer(pipe, RestoreOptions(steps=3, start_t=200, batch_size=3, device="cpu"),
                         detector=FaceDetector("cpu"))
 
 
@@ -239,16 +268,16 @@ def test_model_config_file_is_strict():
 
 
 def test_backbone_only_returns_the_backbone_estimate(pipe, lq):
-    out = call(pipe, lq, backbone_only=True)
+    out = ablate(pipe, lq, backbone_only=True)
     assert torch.equal(out, pipe.backbone(lq).clamp(-1, 1))
     assert not torch.allclose(out, call(pipe, lq), atol=1e-3)
 
 
 def test_speedups_keep_the_outputs(lq):
-    reference = call(tiny_pipeline(), lq, guidance=0.5, mask="full")
+    reference = ablate(tiny_pipeline(), lq, guidance=0.5, mask="full")
     fast = tiny_pipeline().optimize(channels_last=True)
     assert fast.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(call(fast, lq, guidance=0.5, mask="full"), reference, atol=1e-4, rtol=0)
+    torch.testing.assert_close(ablate(fast, lq, guidance=0.5, mask="full"), reference, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="compile_mode"):
         tiny_pipeline().optimize(compile_mode="fastest")
 
@@ -272,9 +301,9 @@ def test_color_fix_takes_the_colours_of_the_backbone_estimate(pipe, lq):
 
 
 def test_guidance_target_chooses_what_identity_is_pulled_towards(pipe, lq):
-    towards_irn = call(pipe, lq, guidance=0.5, mask="full", guidance_target="irn")
-    towards_backbone = call(pipe, lq, guidance=0.5, mask="full", guidance_target="backbone")
+    towards_irn = ablate(pipe, lq, guidance=0.5, mask="full", guidance_target="irn")
+    towards_backbone = ablate(pipe, lq, guidance=0.5, mask="full", guidance_target="backbone")
     assert not torch.allclose(towards_irn, towards_backbone, atol=1e-4)
-    assert torch.equal(call(pipe, lq, guidance=0.5, mask="full"), towards_backbone)  # the default
+    assert torch.equal(ablate(pipe, lq, guidance=0.5, mask="full"), towards_backbone)  # the default
     with pytest.raises(ValueError, match="guidance_target"):
         call(pipe, lq, guidance=0.5, guidance_target="hq")

@@ -15,6 +15,7 @@ from diffusers import UNet2DModel, VQModel
 from safetensors import safe_open
 
 from diffrestore.config import ConfigError, load_config
+from diffrestore.latents import encode_latents
 from diffrestore.losses import adaptive_gan_weight, hinge_d_loss, hinge_g_loss, structural_loss
 from diffrestore.models import IdentityNet, LatentMask, RestorationNet
 from diffrestore.training import TrainConfig, Trainer
@@ -259,7 +260,7 @@ def test_resident_score_stage_reads_the_latents_it_would_encode(runs, faces, vqg
     batch = next(trainer.batches())
     assert batch["flipped"].any() and not batch["flipped"].all()  # both halves of the cache are read
     with torch.no_grad():
-        encoded = stage._latents(trainer.frozen["vqgan"], batch["hq"])
+        encoded = encode_latents(trainer.frozen["vqgan"], batch["hq"])
     assert torch.allclose(stage._target_latents(trainer.frozen["vqgan"], batch), encoded, atol=1e-5)
     assert stage.latent_cache.shape[:2] == (16, 2)
     trainer.train()

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from samplers.guidance import IdentityGuidance, identity_gradient, identity_loss
 
 from ...builders import build_mask, load_template
+from ...latents import decode_latents, encode_latents
 from ...models import SFaceIdentity
 from ..stage import Losses, Stage
 from ._common import (check_embedding_dims, image_rows, load_backbone, load_identity_network, load_irn,
@@ -60,13 +61,12 @@ class GuidanceProblem:
 
 def prepare(frozen: dict[str, nn.Module], lq: Tensor, hq: Tensor) -> GuidanceProblem:
     vqgan, identity = frozen["vqgan"], frozen["identity"]
-    scale = vqgan.config.scaling_factor
 
     def decode(latents: Tensor) -> Tensor:
-        return vqgan.decode(latents / scale, force_not_quantize=True).sample
+        return decode_latents(vqgan, latents, quantize=False)
 
     with torch.no_grad():
-        z = vqgan.encode(frozen["backbone"](lq)).latents.float() * scale
+        z = encode_latents(vqgan, frozen["backbone"](lq))
         target = frozen["irn"](lq).float()
         true_identity = identity(hq).float()
         before = decode(z)

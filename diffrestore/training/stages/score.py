@@ -18,6 +18,7 @@ from samplers import difface_sample, unet_eps_model
 from ...builders import build_scheduler, build_unet
 from ...config import ConfigError
 from ...data import ResidentFaces
+from ...latents import decode_latents, encode_latents
 from ..stage import Losses, Stage
 from ._common import (hq_dataset, image_rows, load_vqgan, loss_config, paired_dataset, paired_val_dataset,
                       save_fp16)
@@ -60,29 +61,25 @@ class ScoreStage(Stage):
             return paired_val_dataset(self.cfg)
         return hq_dataset(self.cfg, self.cfg.data.val_dir, flip=False)
 
-    @staticmethod
-    def _latents(vqgan: nn.Module, images: Tensor) -> Tensor:
-        return vqgan.encode(images).latents.float() * vqgan.config.scaling_factor
-
     def prepare_resident(self, faces: ResidentFaces, frozen: dict[str, nn.Module]) -> None:
         """The latents of every HQ face and of its mirror image, (N, 2, C, h, w): the frozen encoder's
         work on the targets is done once, not every epoch."""
         chunks = torch.arange(len(faces), device=faces.device).split(256)
         self.latent_cache = torch.cat([
-            torch.stack([self._latents(frozen["vqgan"], faces.faces(i, torch.full_like(i, f, dtype=torch.bool)))
+            torch.stack([encode_latents(frozen["vqgan"], faces.faces(i, torch.full_like(i, f, dtype=torch.bool)))
                          for f in (False, True)], dim=1)
             for i in chunks])
 
     def _target_latents(self, vqgan: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         if self.latent_cache is not None and "flipped" in batch:
             return self.latent_cache[batch["index"], batch["flipped"].long()]
-        return self._latents(vqgan, batch["hq"])
+        return encode_latents(vqgan, batch["hq"])
 
     def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
         vqgan = frozen["vqgan"]
         with torch.no_grad():
             z0 = self._target_latents(vqgan, batch)
-            cond = self._latents(vqgan, batch["lq"]) if self.condition else None
+            cond = encode_latents(vqgan, batch["lq"]) if self.condition else None
         noise = torch.randn_like(z0)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (z0.shape[0],), device=z0.device)
         z_t = self.scheduler.add_noise(z0, noise, t)
@@ -96,15 +93,15 @@ class ScoreStage(Stage):
     def make_grid(self, models, frozen, batch: dict[str, Tensor]) -> Tensor:
         vqgan, unet = frozen["vqgan"], models["unet"]
         hq = batch["hq"][:8]
-        z0 = self._latents(vqgan, hq)
-        cond = self._latents(vqgan, batch["lq"][:8]) if self.condition else None
+        z0 = encode_latents(vqgan, hq)
+        cond = encode_latents(vqgan, batch["lq"][:8]) if self.condition else None
         generator = torch.Generator(z0.device).manual_seed(self.cfg.seed)
         z = difface_sample(unet_eps_model(unet, cond), z0, self.scheduler, pure_noise=True,
                            start_t=self.scheduler.config.num_train_timesteps - 1,
                            steps=self.loss_cfg.sample_steps, generator=generator)
 
         def decode(latents: Tensor) -> Tensor:
-            return vqgan.decode(latents / vqgan.config.scaling_factor).sample
+            return decode_latents(vqgan, latents)
 
         rows = [decode(z), decode(z0), hq]
         return image_rows(([batch["lq"][:8]] if self.condition else []) + rows)
