@@ -23,6 +23,11 @@ Metrics: docs/evaluation.md."""
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffrestore-eval", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    return add_eval_arguments(parser)
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``diffrestore-eval`` (shared with ``diffrestore-report``)."""
     parser.add_argument("--restored", required=True, help="folder of restored faces (or photos, without --gt)")
     parser.add_argument("--gt", help="folder of ground-truth faces (paired by file name stem)")
     parser.add_argument("--lq", help="folder of the LQ inputs (no-reference identity check)")
@@ -45,14 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def evaluate_from_args(args: argparse.Namespace) -> dict:
+    """``evaluate_folders`` with the options parsed by ``add_eval_arguments``."""
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    return evaluate_folders(
+        args.restored, args.gt, args.lq, identity=args.identity, reference=args.reference, groups=args.groups,
+        metrics=metrics, color=args.color, crop_border=args.crop_border, template=args.template,
+        vq_model=args.vq_model, niqe_model=args.niqe_model, device=args.device, verbose=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     try:
-        result = evaluate_folders(
-            args.restored, args.gt, args.lq, identity=args.identity, reference=args.reference, groups=args.groups,
-            metrics=metrics, color=args.color, crop_border=args.crop_border, template=args.template,
-            vq_model=args.vq_model, niqe_model=args.niqe_model, device=args.device, verbose=True)
+        result = evaluate_from_args(args)
         paths = write_reports(result, args.out, overwrite=args.overwrite)
     except (FileNotFoundError, FileExistsError, ValueError, ImportError, RuntimeError) as err:
         print(f"diffrestore-eval: error: {err}", file=sys.stderr)
