@@ -30,8 +30,9 @@ def test_aggd_fit_recovers_known_distributions():
     assert left == pytest.approx(2.25, rel=0.02) and right == pytest.approx(2.25, rel=0.02)
     assert mean == pytest.approx(0.0, abs=0.02)
     assert N.fit_aggd(rng.laplace(0, 1, (1, 200_000)))[0, 0] == pytest.approx(1.0, abs=0.03)
-    # asymmetric: left half N(0, 1), right half N(0, 2^2): left variance 1, right 4, positive mean
-    halves = np.concatenate([-np.abs(rng.normal(0, 1, 100_000)), np.abs(rng.normal(0, 2, 100_000))])[None]
+    # an asymmetric Gaussian (shape 2): left half of N(0, 1), right half of N(0, 2^2), each side's
+    # mass in proportion to its scale (1/3, 2/3): left variance 1, right 4, a positive mean
+    halves = np.concatenate([-np.abs(rng.normal(0, 1, 100_000)), np.abs(rng.normal(0, 2, 200_000))])[None]
     shape, mean, left, right = N.fit_aggd(halves)[0]
     assert shape == pytest.approx(2.0, abs=0.05)
     assert left == pytest.approx(1.0, rel=0.02) and right == pytest.approx(4.0, rel=0.02)
