@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .io import list_images, load_image, pil_to_tensor
-from .metrics import rgb_to_y
+from .metrics import gaussian_taps, rgb_to_y
 
 PATCH_SIZE = 96
 SHARPNESS_THRESHOLD = 0.75
@@ -74,16 +74,10 @@ def fit_aggd(samples: np.ndarray) -> np.ndarray:
     return np.stack([shape, mean, left**2, right**2], 1)
 
 
-def _gaussian_taps() -> torch.Tensor:
-    coords = torch.arange(WINDOW_SIZE, dtype=torch.float64) - (WINDOW_SIZE - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * WINDOW_SIGMA**2))
-    return g / g.sum()
-
-
 def mscn(grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """MSCN coefficients and local standard deviation of a (1, 1, H, W) float64 grey image."""
     pad = WINDOW_SIZE // 2
-    taps = _gaussian_taps()
+    taps = gaussian_taps(WINDOW_SIZE, WINDOW_SIGMA)
     rows, cols = taps.view(1, 1, WINDOW_SIZE, 1), taps.view(1, 1, 1, WINDOW_SIZE)
 
     def local_mean(t: torch.Tensor) -> torch.Tensor:  # the 2-D Gaussian as two 1-D passes
