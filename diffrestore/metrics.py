@@ -86,10 +86,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor, color: str = "y", crop_border: int = 
     return (10 * torch.log10(PEAK**2 / mse)).float()
 
 
-def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def gaussian_taps(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """The normalised 1-D Gaussian whose outer product is ``gaussian_window``."""
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
+    return g / g.sum()
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    g = gaussian_taps(size, sigma)
     return torch.outer(g, g)
 
 
@@ -101,10 +106,12 @@ def ssim(a: torch.Tensor, b: torch.Tensor, color: str = "y", crop_border: int = 
     channels = x.shape[1]
     if min(x.shape[-2:]) < window_size:
         raise ValueError(f"images of {tuple(x.shape[-2:])} px are smaller than the {window_size}px SSIM window")
-    window = gaussian_window(window_size, sigma).to(x.device).expand(channels, 1, window_size, window_size)
+    taps = gaussian_taps(window_size, sigma).to(x.device)
+    rows = taps.view(1, 1, window_size, 1).expand(channels, 1, window_size, 1)
+    cols = taps.view(1, 1, 1, window_size).expand(channels, 1, 1, window_size)
 
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, window, groups=channels)
+    def blur(t: torch.Tensor) -> torch.Tensor:  # the separable Gaussian window as two 1-D passes
+        return F.conv2d(F.conv2d(t, rows, groups=channels), cols, groups=channels)
 
     c1, c2 = (0.01 * PEAK) ** 2, (0.03 * PEAK) ** 2
     mu_x, mu_y = blur(x), blur(y)
@@ -348,7 +355,7 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
 
 __all__ = [
     "COLOR_SPACES", "FeatureExtractor", "IDENTITY_CHOICES", "LPIPSMetric", "feature_statistics",
-    "fid_unavailable_reason", "frechet_distance", "frechet_distance_of", "gaussian_window",
+    "fid_unavailable_reason", "frechet_distance", "frechet_distance_of", "gaussian_taps", "gaussian_window",
     "identity_cosine", "identity_degrees", "inception_feature_extractor", "is_guidance_network",
     "laplacian_variance", "load_identity_evaluator", "lpips_unavailable_reason", "psnr", "rgb_to_y",
     "ssim", "summarize", "vqgan_feature_extractor",

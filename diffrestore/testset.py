@@ -1,6 +1,10 @@
 """``diffrestore-testset``: a reproducible synthetic test set of LQ/HQ face pairs.
 
     diffrestore-testset --hq data/utkface/val --out data/testsets/utkface-val --resolution 128 --seed 0
+    diffrestore-testset --hq ../shared/data/celebahq/val --out data/testsets/celeba-test-codeformer \
+        --resolution 512 --seed 0 --config configs/testset/celeba_test_codeformer.yaml
+
+(CelebA-Test-style presets of CodeFormer and GFPGAN: ``configs/testset/``.)
 
 writes ``OUT/hq/NAME.png`` (the face at ``--resolution``), ``OUT/lq/NAME.png`` (degraded by the
 GFPGAN/CodeFormer model, the papers' ranges scaled to the resolution) and ``OUT/manifest.json``
@@ -99,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         "source": str(args.hq),
         "resolution": args.resolution,
         "seed": args.seed,
+        "config": str(args.config) if args.config else None,
         "degradation": asdict(cfg),
         "order": "blur, down-sample (bicubic), noise, JPEG (Pillow), resize back (bicubic), "
                  "colour shift, grey",

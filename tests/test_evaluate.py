@@ -116,7 +116,8 @@ def test_evaluate_cli_on_real_faces(testset, capsys):
 
 def test_no_reference_scores_identity_to_lq_and_sharpness(testset):
     result = E.evaluate_folders(testset["restored"], lq=testset["lq"])
-    assert set(result["columns"]) == {"ids_lq", "deg_lq", "lapvar", "lapvar_lq"}
+    dlib_columns = {"dlib_dist_lq", "same_person_lq", "faces_found"} if E.dlib_unavailable_reason() is None else set()
+    assert set(result["columns"]) == {"ids_lq", "deg_lq", "lapvar", "lapvar_lq"} | dlib_columns
     assert result["distribution"] == {}
     # the restored faces carry noise, the LQ faces are blurred: restored is "sharper"
     assert all(r["lapvar"] > r["lapvar_lq"] for r in result["rows"])
@@ -142,7 +143,7 @@ def test_pairing_by_stem_and_errors(testset, tmp_path):
     with pytest.raises(ValueError, match="no restored file pairs"), pytest.warns(UserWarning, match="no gt partner"):
         _no_pairs(testset, tmp_path)
     with pytest.raises(ValueError, match="unknown metric"):
-        E.evaluate_folders(testset["restored"], testset["hq"], metrics=["niqe"])
+        E.evaluate_folders(testset["restored"], testset["hq"], metrics=["brisque"])
 
 
 def _no_pairs(testset, tmp_path):
@@ -173,6 +174,42 @@ def test_a_guidance_network_as_evaluator_is_flagged(testset, tmp_path):
 def test_protocol_keeps_the_manifest_recipe_not_its_per_file_records():
     manifest = {"seed": 0, "degradation": {"noise": [0, 20]},
                 "files": {f"{i}_0_0_x": {"blur_sigma": 1.5, "noise": 3.0, "jpeg": 60} for i in range(500)}}
-    protocol = E._manifest_protocol(manifest)
+    protocol = E.manifest_protocol(manifest)
     assert protocol["seed"] == 0 and protocol["degradation"] == {"noise": [0, 20]}
     assert protocol["files"] == "(500 entries: see the manifest)"
+
+
+def test_dlib_landmarks_and_same_person_rate(testset):
+    pytest.importorskip("dlib")
+    result = E.evaluate_folders(testset["restored"], testset["hq"], metrics=["lmd", "dlib"])
+    rows = {r["file"]: r for r in result["rows"]}
+    swapped = testset["faces"][0].stem
+    assert rows[swapped]["same_person"] == 0.0 and rows[swapped]["dlib_dist"] > 0.6
+    assert all(r["same_person"] == 1.0 for k, r in rows.items() if k != swapped)
+    # the swapped face puts its features elsewhere; noisy copies keep them within a pixel or two
+    assert rows[swapped]["lmd"] > max(r["lmd"] for k, r in rows.items() if k != swapped)
+    assert result["summary"]["same_person"]["mean"] == pytest.approx(5 / 6)
+    assert "one box" in result["protocol"]["lmd"] and "dlib" in result["protocol"]["dlib"]
+
+
+def test_real_photos_without_ground_truth(real_lq_paths, tmp_path):
+    """NIQE and LQ-to-restored identity on real LQ faces: here the 'restored' faces are the LQ
+    inputs sharpened, so dlib calls every one the same person and NIQE is computed for both."""
+    pytest.importorskip("dlib")
+    lq, restored = tmp_path / "lq", tmp_path / "restored"
+    lq.mkdir(), restored.mkdir()
+    for path in real_lq_paths:
+        img = load_image(path)
+        img.save(lq / f"{path.stem}.png")
+        img.filter(ImageFilter.UnsharpMask(2, 80)).save(restored / f"{path.stem}.png")
+    result = E.evaluate_folders(restored, lq=lq, metrics=["niqe", "dlib_lq"])
+    found = [r for r in result["rows"] if r["faces_found"] > 0]
+    assert found and all(r["same_person_lq"] == 1.0 for r in found)
+    assert all(np.isfinite(r["niqe"]) and np.isfinite(r["niqe_lq"]) for r in result["rows"])
+    assert "NIQE" in result["protocol"]["niqe"] and "celebahq" in result["protocol"]["niqe"]
+
+
+def test_niqe_is_skipped_on_faces_too_small_for_its_patches(testset):
+    result = E.evaluate_folders(testset["restored"], testset["hq"], metrics=["psnr", "niqe"])
+    assert "niqe" not in result["columns"]
+    assert any("niqe skipped" in reason and "192" in reason for reason in result["skipped"])

@@ -1,0 +1,1 @@
+"""Scoring restored faces: pairing, groups, features, metric selection, scoring, reports, CLI."""
