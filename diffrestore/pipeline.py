@@ -42,7 +42,7 @@ from .config import load_config
 from .latents import decode_latents, encode_latents
 from .models import IdentityNet, LatentMask, RestorationNet
 from .options import SamplingOptions, check_choice, with_settings
-from .processing import ImageInput, from_face_batch, to_face_batch
+from .processing import OUTPUT_TYPES, ImageInput, from_face_batch, to_face_batch
 
 BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "utkface128"
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -228,7 +228,7 @@ class DiffRestorePipeline(DiffusionPipeline):
         ([-1, 1]). Returns ``DiffRestorePipelineOutput(images)``, or ``(images,)`` without ``return_dict``.
         """
         options = with_settings(options, settings)
-        check_choice("output_type", output_type, ("pil", "np", "pt"))
+        check_choice("output_type", output_type, OUTPUT_TYPES)
         lq = to_face_batch(image, self.config.resolution).to(self._execution_device, self.dtype)
         restored = self.restore(lq, options, generator, self._step_callback(callback_on_step_end))
         images = from_face_batch(restored, output_type)

@@ -71,7 +71,8 @@ def _array_to_tensor(array: np.ndarray) -> Tensor:
         return torch.from_numpy(array.astype(np.float32)).permute(0, 3, 1, 2).contiguous() / 127.5 - 1.0
     if np.issubdtype(array.dtype, np.floating):
         if array.min() < 0 or array.max() > 1:
-            raise ValueError(f"image: a float numpy array must be in [0, 1], got [{array.min():.3g}, {array.max():.3g}]")
+            low, high = array.min(), array.max()
+            raise ValueError(f"image: a float numpy array must be in [0, 1], got [{low:.3g}, {high:.3g}]")
         return torch.from_numpy(array.astype(np.float32)).permute(0, 3, 1, 2).contiguous() * 2 - 1
     raise ValueError(f"image: a numpy array must be uint8 or float, got {array.dtype}")
 

@@ -22,7 +22,6 @@ size and the non-deterministic backward kernels used by identity guidance can ch
 
 from __future__ import annotations
 
-import logging
 import zlib
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -40,8 +39,6 @@ from .io import pil_to_tensor, tensor_to_pil
 from .options import RestoreOptions, check_choice
 from .pipeline import DiffRestorePipeline
 from .processing import resize_face
-
-logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -92,7 +89,8 @@ class FaceRestorer:
             pipeline.cast(dtype)
         if options.sampler is not None:
             check_choice("sampler", options.sampler, SAMPLERS)
-            pipeline = pipeline.with_components(scheduler=SAMPLERS[options.sampler].from_config(pipeline.scheduler.config))
+            scheduler = SAMPLERS[options.sampler].from_config(pipeline.scheduler.config)
+            pipeline = pipeline.with_components(scheduler=scheduler)
         self.pipeline = pipeline.to(self.device).optimize(compile_mode=options.compile)
         self.pipeline.set_progress_bar_config(disable=True)
         self.resolution = int(pipeline.config.resolution)
