@@ -2,12 +2,14 @@
 
 ``FaceRestorer(pipeline, options)`` restores
 
-- aligned faces (``restore_aligned``): resized to the model's resolution if needed, restored as is;
+- aligned faces (``restore_aligned``): resized to the model's resolution if needed, restored as is
+  (``restore_photos`` gives them back at the input's size times ``upscale``);
 - whole photos (``restore_photo`` / ``restore_photos``): MTCNN finds every face, each is aligned to
   the pipeline's template at its resolution, ALL faces of all the photos given are restored together
   in batches of ``batch_size``, then warped back and blended with a feathered mask into the photo
   upscaled (bicubic) by ``upscale``, keeping the photo's own detail finer than the model's resolution
   (``detail``, see ``faces.paste_faces``). A photo without faces comes back upscaled and otherwise unchanged.
+  ``only_center_face`` restores only the face nearest the photo's centre.
 
 With ``aligned=None`` (the default) each image is classified on its own: it is treated as an aligned
 face when it is square and MTCNN finds either no face (too degraded to detect) or exactly one face
@@ -34,7 +36,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .faces import DetectedFace, FaceDetector, align_faces, alignment_matrix, paste_faces, upscale_image
+from .faces import (DetectedFace, FaceDetector, align_faces, alignment_matrix, center_face, paste_faces,
+                    upscale_image)
 from .geometry import similarity_transform
 from .io import pil_to_tensor, tensor_to_pil
 
@@ -72,7 +75,8 @@ class SampleConfig:
     dtype: str = "auto"  # auto (bf16 on cuda, fp32 elsewhere) | fp32 | fp16 | bf16
     compile: Optional[str] = None  # torch.compile mode of the UNet (reduce-overhead: CUDA graphs; GPU, large folders)
     aligned: Optional[bool] = None  # True: inputs are aligned faces; False: whole photos; None: per image
-    upscale: float = 1.0  # output scale of whole photos (bicubic background) and of aligned faces
+    upscale: float = 1.0  # output scale of whole photos (bicubic background) and of aligned faces (of the input's size)
+    only_center_face: bool = False  # whole photos: restore only the face nearest the centre
     feather: float = 0.06  # soft border of pasted faces, fraction of the face size
     detail: float = 1.0  # pasted faces keep the photo's own detail finer than the model's resolution; 0 = off
     min_face_size: int = 20  # MTCNN: smallest face, pixels
@@ -87,6 +91,8 @@ class Restoration:
     num_faces: int
     mode: str  # "aligned" | "whole"
     note: str = ""
+    input_faces: Optional[Tensor] = None  # (num_faces, 3, R, R): the aligned crops the model restored
+    restored_faces: Optional[Tensor] = None  # (num_faces, 3, R, R): what it made of them
 
 
 def resolve_device(name: str) -> torch.device:
@@ -127,12 +133,14 @@ def face_seed(seed: int, key: str) -> int:
     return (int(seed) + zlib.crc32(key.encode("utf-8"))) % (2 ** 63)
 
 
-def _resize(image: Tensor, size: int) -> Tensor:
-    """(3, H, W) -> (3, size, size), bicubic with antialiasing when shrinking."""
-    if image.shape[-2:] == (size, size):
+def _resize(image: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """(3, H, W) -> (3, size, size) (or (3, *size) for a (height, width) pair), bicubic with
+    antialiasing when shrinking."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(image.shape[-2:]) == size:
         return image
-    shrink = min(image.shape[-2:]) > size
-    out = F.interpolate(image[None], size=(size, size), mode="bicubic", align_corners=False, antialias=shrink)
+    shrink = image.shape[-2] > size[0] or image.shape[-1] > size[1]
+    out = F.interpolate(image[None], size=size, mode="bicubic", align_corners=False, antialias=shrink)
     return out[0].clamp(-1, 1)
 
 
@@ -215,23 +223,26 @@ class FaceRestorer:
 
         results, used = [], 0
         for photo, (mode, matrices, note) in zip(photos, plans):
+            count = 1 if mode == "aligned" else len(matrices)
+            faces = restored[used:used + count] if count else None
+            aligned_inputs = inputs[used:used + count] if count else None
+            used += count
             if mode == "aligned":
-                face = restored[used]
-                used += 1
-                results.append(Restoration(tensor_to_pil(self._upscale_face(face)), 1, mode, note))
-                continue
-            faces = restored[used:used + len(matrices)] if matrices else None
-            aligned_inputs = inputs[used:used + len(matrices)] if matrices else None
-            used += len(matrices)
-            results.append(self._paste(photo, faces, aligned_inputs, matrices))
+                result = Restoration(tensor_to_pil(self._upscale_face(faces[0], photo.size)), 1, mode, note)
+            else:
+                result = self._paste(photo, faces, aligned_inputs, matrices)
+            result.input_faces, result.restored_faces = aligned_inputs, faces
+            results.append(result)
         return results
 
     # ----------------------------------------------------------------------------------------------
     # helpers
 
-    def _upscale_face(self, face: Tensor) -> Tensor:
-        size = round(self.resolution * self.options.upscale)
-        return _resize(face, size)
+    def _upscale_face(self, face: Tensor, input_size: tuple[int, int]) -> Tensor:
+        """The restored face at the input's (width, height) times ``upscale``."""
+        width, height = input_size
+        upscale = self.options.upscale
+        return _resize(face, (max(1, round(height * upscale)), max(1, round(width * upscale))))
 
     def _plan(self, photo: Image.Image, aligned: Optional[bool]) -> tuple[str, list[np.ndarray], str]:
         """(mode, photo -> face matrices, note for the user) of one image."""
@@ -243,6 +254,8 @@ class FaceRestorer:
         if aligned is None and self.looks_aligned(photo, detected):
             note = "" if detected else "no face detected; square, so restored as an aligned face (--whole to keep it)"
             return "aligned", [], note
+        if self.options.only_center_face and detected:
+            detected = [center_face(detected, photo.size)]
         return "whole", [alignment_matrix(face.landmarks, self.template) for face in detected], ""
 
     @staticmethod
