@@ -503,13 +503,15 @@ class Processes:
         return self.rank == 0
 
 
-def join_processes() -> Processes:
+def join_processes(on_cpu: bool) -> Processes:
     """The process group of ``accelerate launch`` (WORLD_SIZE > 1), else one process."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Processes()
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
-    state = PartialState()
+    # Accelerator reads ACCELERATE_USE_CPU itself; PartialState must be told, or it runs each process alone.
+    state = PartialState(cpu=on_cpu or parse_flag_from_env("ACCELERATE_USE_CPU"))
     return Processes(state.process_index, state.num_processes, str(state.device))
 
 
@@ -560,7 +562,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # one bar (ours) is enough
-    processes = join_processes()
+    processes = join_processes(on_cpu=options.device == "cpu")
     if processes.device and options.device == "auto":
         options = replace(options, device=processes.device)
     settings = OutputSettings(args.ext, args.quality, args.suffix, args.save_faces, bool(options.save_comparison),
