@@ -112,6 +112,14 @@ def fidelity_options(fidelity: float) -> dict:
     return {"start_t": round(FIDELITY_MAX_START_T * (1 - fidelity) ** 2), "guidance": float(fidelity)}
 
 
+def load_preset(path: Optional[Path]):
+    """``path``, else the default preset of the checkout; an installed wheel has no configs/ folder,
+    so there it is ``SampleConfig``'s own defaults."""
+    if path is None and not DEFAULT_PRESET.is_file():
+        return merge_config(SampleConfig)
+    return load_config(path or DEFAULT_PRESET, SampleConfig)
+
+
 def build_options(args: argparse.Namespace) -> SampleConfig:
     flags = {key: getattr(args, dest) for dest, key in FLAGS.items() if getattr(args, dest) is not None}
     if args.fidelity is not None:
@@ -119,8 +127,7 @@ def build_options(args: argparse.Namespace) -> SampleConfig:
         if clash:
             raise UsageError(f"--fidelity sets {' and '.join(clash)}: give one or the other")
         flags.update(fidelity_options(args.fidelity))
-    preset = load_config(args.config or DEFAULT_PRESET, SampleConfig)
-    cfg = merge_config(preset, flags, list(args.overrides), source="command line")
+    cfg = merge_config(load_preset(args.config), flags, list(args.overrides), source="command line")
     return SampleConfig(**OmegaConf.to_container(cfg, resolve=True))
 
 
@@ -476,16 +483,13 @@ def images_per_chunk(restorer, options: SampleConfig) -> int:
 
 def restore_jobs(jobs: Sequence[Job], options: SampleConfig, settings: OutputSettings, summary: Summary,
                  progress: Progress) -> None:
-    """Restore ``jobs`` (none skipped); a KeyboardInterrupt leaves ``summary.left`` counting the rest."""
+    """Restore ``jobs`` (none skipped), recording each in ``summary``."""
     from .restore import FaceRestorer
 
-    summary.left = len(jobs)
     restorer = FaceRestorer.from_options(options)
     step = images_per_chunk(restorer, options)
     for start in range(0, len(jobs), step):
-        chunk = jobs[start:start + step]
-        restore_chunk(restorer, chunk, options, settings, summary, progress)
-        summary.left = len(jobs) - start - len(chunk)
+        restore_chunk(restorer, jobs[start:start + step], options, settings, summary, progress)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -547,18 +551,26 @@ def prepare(args: argparse.Namespace) -> tuple[SampleConfig, Path, list[Job]]:
     return options, out, jobs
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    try:
-        options, out, jobs = prepare(args)
-    except (UsageError, ConfigError) as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)  # OmegaConf adds lines of its internals
-        return EXIT_USAGE
-    if not jobs:
-        others = ignored_files(args.lq)
-        seen = f" ({len(others)} other file(s) ignored)" if others else ""
-        print(f"{args.lq}: no images found{seen}; looked for {' '.join(IMAGE_EXTENSIONS)}", file=sys.stderr)
-        return EXIT_FAILED
+def split_skipped(jobs: Sequence[Job], overwrite: bool, summary: Summary) -> list[Job]:
+    """The jobs to do; those whose output exists are counted as skipped (unless ``overwrite``)."""
+    todo = []
+    for job in jobs:
+        if job.target.exists() and not overwrite:
+            summary.skipped.append(str(job.source))
+        else:
+            todo.append(job)
+    return todo
+
+
+def ignored_note(lq: Path) -> list[tuple[str, str]]:
+    others = ignored_files(lq)
+    if not others:
+        return []
+    return [(str(lq), f"{len(others)} file(s) ignored, not images by their extension (e.g. {others[0].name})")]
+
+
+def restore_all(args: argparse.Namespace, options: SampleConfig, out: Path, jobs: Sequence[Job]) -> int:
+    """Restore this process's share of ``jobs``; print the summary (one, gathered, on the main process)."""
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # one bar (ours) is enough
@@ -568,32 +580,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     settings = OutputSettings(args.ext, args.quality, args.suffix, args.save_faces, bool(options.save_comparison),
                               bool(options.overwrite))
     summary = Summary()
-    mine = jobs[processes.rank::processes.world]  # disjoint shares: each file restored exactly once
-    todo = []
-    for job in mine:
-        if job.target.exists() and not options.overwrite:
-            summary.skipped.append(str(job.source))
-        else:
-            todo.append(job)
-    interrupted = False
+    # disjoint shares of one sorted list: each file is restored exactly once, whatever exists already
+    todo = split_skipped(jobs[processes.rank::processes.world], bool(options.overwrite), summary)
     progress = Progress(len(todo), args.quiet, args.verbose, enabled=processes.is_main)
     try:
         if todo:
             restore_jobs(todo, options, settings, summary, progress)
     except KeyboardInterrupt:
-        interrupted = True
-    finally:
         progress.close()
-    if interrupted:
+        summary.left = len(todo) - len(summary.done) - len(summary.failed)
         name = f"{out} (process {processes.rank + 1}/{processes.world})" if processes.world > 1 else str(out)
         print(f"interrupted: {name}: " + summary.report(not args.quiet) + "\n  rerun the same command to resume",
               flush=True)
         return EXIT_INTERRUPTED
+    progress.close()
     summary = gather_summaries(summary, processes)
     if processes.is_main:
-        others = ignored_files(args.lq)
-        if others and not args.quiet:
-            summary.notes.append((str(args.lq), f"{len(others)} file(s) ignored, not images by their extension "
-                                                f"(e.g. {others[0].name})"))
+        summary.notes += [] if args.quiet else ignored_note(args.lq)
         print(f"{out}: " + summary.report(not args.quiet), flush=True)
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        options, out, jobs = prepare(args)
+        if not jobs:
+            others = ignored_files(args.lq)
+            seen = f" ({len(others)} other file(s) ignored)" if others else ""
+            print(f"{args.lq}: no images found{seen}; looked for {' '.join(IMAGE_EXTENSIONS)}", file=sys.stderr)
+            return EXIT_FAILED
+        return restore_all(args, options, out, jobs)
+    except (UsageError, ConfigError) as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)  # OmegaConf adds lines of its internals
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # before the first image (restore_all reports the later ones)
+        print("interrupted before any image was restored", file=sys.stderr)
+        return EXIT_INTERRUPTED
