@@ -188,3 +188,11 @@ def test_auto_mode_decides_per_image(model_dir, whole_paths, tmp_path, capsys):
     assert Image.open(out / whole_paths[0].name).size == Image.open(whole_paths[0]).size  # whole photo
     assert Image.open(out / "blank.png").size == (96, 96)  # an aligned face, back at its own size
     assert "blank.png: no face detected; square, so restored as an aligned face" in report
+
+
+def test_pip_installs_the_diffrestore_command(tmp_path):
+    command = shutil.which("diffrestore", path=str(Path(sys.executable).parent))
+    assert command, f"no diffrestore command beside {sys.executable}: pip install -e . installs it"
+    (tmp_path / "empty").mkdir()
+    run = subprocess.run([command, "--lq", str(tmp_path / "empty")], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1 and "no images found" in run.stderr, run.stderr
