@@ -486,7 +486,10 @@ def restore_jobs(jobs: Sequence[Job], options: SampleConfig, settings: OutputSet
     """Restore ``jobs`` (none skipped), recording each in ``summary``."""
     from .restore import FaceRestorer
 
-    restorer = FaceRestorer.from_options(options)
+    try:
+        restorer = FaceRestorer.from_options(options)
+    except (OSError, ValueError) as err:  # the folder passed check_options: its weights are broken
+        raise UsageError(f"--model {options.model or DEFAULT_MODEL}: cannot be loaded ({err})") from err
     step = images_per_chunk(restorer, options)
     for start in range(0, len(jobs), step):
         restore_chunk(restorer, jobs[start:start + step], options, settings, summary, progress)
@@ -593,7 +596,8 @@ def restore_all(args: argparse.Namespace, options: SampleConfig, out: Path, jobs
         print(f"interrupted: {name}: " + summary.report(not args.quiet) + "\n  rerun the same command to resume",
               flush=True)
         return EXIT_INTERRUPTED
-    progress.close()
+    finally:
+        progress.close()
     summary = gather_summaries(summary, processes)
     if processes.is_main:
         summary.notes += [] if args.quiet else ignored_note(args.lq)

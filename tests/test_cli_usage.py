@@ -157,3 +157,13 @@ def test_good_arguments_pass_the_checks(photos, tmp_path):
     options, out, jobs = cli.prepare(args)
     assert (options.start_t, options.guidance) == (100, 0.5)  # fidelity 0.5 is the default preset
     assert out == tmp_path / "photos_restored" and out.is_dir() and len(jobs) == 2
+
+
+def test_broken_weights_exit_2_naming_the_model(tmp_path, face_paths, capsys):
+    model = tmp_path / "broken"
+    DiffRestorePipeline.from_model_config(ROOT / "configs/model/tiny.yaml").save_pretrained(model)
+    weights = model / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    code, _, err = run_cli(["--lq", str(face_paths[0]), "--out", str(tmp_path / "out"), "--model", str(model),
+                            "--device", "cpu", "--quiet"], capsys)
+    assert code == 2 and err.startswith(f"error: --model {model}: cannot be loaded (") and "Traceback" not in err
