@@ -32,7 +32,9 @@ def test_sigint_stops_cleanly_and_a_rerun_resumes(tmp_path, face_paths, capsys):
             "--device", "cpu", "--verbose"]
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     run = subprocess.Popen([sys.executable, str(ROOT / "sample.py"), *args], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                           stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                           # a test run in the background inherits SIGINT ignored; a user's terminal does not
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen, deadline = [], time.monotonic() + 180
     while time.monotonic() < deadline:
         line = run.stdout.readline()
