@@ -84,6 +84,12 @@ class FaceDetector:
         return sorted(faces, key=lambda face: face.area, reverse=True)
 
 
+def center_face(faces: Sequence[DetectedFace], image_size: tuple[int, int]) -> DetectedFace:
+    """The face whose box centre is nearest the centre of an image of ``image_size`` (width, height)."""
+    centre = (np.asarray(image_size, np.float64) - 1) / 2
+    return min(faces, key=lambda face: float(np.linalg.norm((face.box[:2] + face.box[2:]) / 2 - centre)))
+
+
 def alignment_matrix(landmarks: np.ndarray, template: np.ndarray) -> np.ndarray:
     """2x3 similarity taking photo pixels to aligned-face pixels (``landmarks`` onto ``template``)."""
     return similarity_transform(np.asarray(landmarks, np.float64), np.asarray(template, np.float64))

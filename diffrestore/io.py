@@ -10,8 +10,9 @@ import os
 import struct
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,8 +21,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 """Lower-case suffixes (with the dot, as ``Path.suffix`` gives them) that ``list_images`` picks up."""
 
-_SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
+DEFAULT_QUALITY = 95
+"""JPEG / WebP quality of ``save_image`` unless told otherwise."""
+_QUALITY_FORMATS = ("JPEG", "WEBP")
+_EXIF_FORMATS = ("JPEG", "PNG", "WEBP")
+_ICC_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
+"""Pillow formats ``save_image`` writes with an alpha channel."""
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_RGB_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA")  # an ICC profile of these describes RGB data
+_EXIF_ORIENTATION = 0x0112
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once at import: setting it later, even briefly, would race other threads
 
@@ -62,6 +71,21 @@ def spread_subset(paths: Sequence[Path], limit: int | None) -> list[Path]:
     return [paths[i] for i in np.linspace(0, len(paths) - 1, num=max(limit, 0)).round().astype(int)]
 
 
+@dataclass
+class ImageExtras:
+    """What ``load_image`` leaves out of the RGB pixels, for writing it back into a result.
+
+    ``alpha``: the transparency (mode "L", oriented like the pixels) or None; ``exif``: the EXIF block
+    without its orientation tag (the pixels are already upright) or None; ``icc_profile``: the colour
+    profile when it describes RGB data, else None (``dropped`` then says why).
+    """
+
+    alpha: Optional[Image.Image] = None
+    exif: Optional[bytes] = None
+    icc_profile: Optional[bytes] = None
+    dropped: str = ""
+
+
 def load_image(path: str | Path, min_size: int = 16, max_pixels: int = 50_000_000) -> Image.Image:
     """Read ``path`` as an RGB image with its EXIF orientation applied.
 
@@ -72,7 +96,17 @@ def load_image(path: str | Path, min_size: int = 16, max_pixels: int = 50_000_00
     empty, not an image, truncated or corrupt, smaller than ``min_size`` on a side, or more than
     ``max_pixels`` pixels (Pillow's own decompression-bomb limit applies on top of that).
     """
-    path = Path(path)
+    return _to_rgb(_open_upright(Path(path), min_size, max_pixels))
+
+
+def load_image_with_extras(path: str | Path, min_size: int = 16, max_pixels: int = 50_000_000
+                           ) -> tuple[Image.Image, ImageExtras]:
+    """``load_image`` and the file's alpha, EXIF and ICC profile (``ImageExtras``), from one decode."""
+    img = _open_upright(Path(path), min_size, max_pixels)
+    return _to_rgb(img), _extras_of(img)
+
+
+def _open_upright(path: Path, min_size: int, max_pixels: int) -> Image.Image:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -84,7 +118,7 @@ def load_image(path: str | Path, min_size: int = 16, max_pixels: int = 50_000_00
             with Image.open(path) as img:
                 _check_size(path, img.size, min_size, max_pixels)
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                return ImageOps.exif_transpose(img)
     except ImageLoadError:
         raise
     except UnidentifiedImageError as err:
@@ -93,7 +127,18 @@ def load_image(path: str | Path, min_size: int = 16, max_pixels: int = 50_000_00
         raise ImageLoadError(path, f"too large to decode safely ({err})") from err
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         raise ImageLoadError(path, f"corrupt or truncated image data ({err})") from err
-    return _to_rgb(img)
+
+
+def _extras_of(img: Image.Image) -> ImageExtras:
+    has_alpha = img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info)
+    alpha = img.convert("RGBA").getchannel("A") if has_alpha else None
+    exif = img.getexif()
+    exif.pop(_EXIF_ORIENTATION, None)
+    icc = img.info.get("icc_profile") or None
+    dropped = ""
+    if icc is not None and img.mode not in _RGB_MODES:
+        icc, dropped = None, f"its {img.mode} colour profile does not describe the RGB result: not kept"
+    return ImageExtras(alpha, exif.tobytes() if len(exif) else None, icc, dropped)
 
 
 def _check_size(path: Path, size: tuple[int, int], min_size: int, max_pixels: int) -> None:
@@ -151,11 +196,15 @@ def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(array.permute(1, 2, 0).numpy(), mode="RGB")
 
 
-def save_image(image: Image.Image | torch.Tensor, path: str | Path, overwrite: bool = False) -> None:
+def save_image(image: Image.Image | torch.Tensor, path: str | Path, overwrite: bool = False,
+               quality: int = DEFAULT_QUALITY, extras: Optional[ImageExtras] = None) -> None:
     """Write ``image`` to ``path`` (format from the extension), creating parent folders.
 
-    Written to a temporary file in the same folder and moved into place, so a reader never sees a
-    half-written file. Raises ``FileExistsError`` when ``path`` exists and ``overwrite`` is false.
+    ``quality`` applies to JPEG and WebP. ``extras`` (from ``load_image_with_extras``) puts the
+    source's alpha (resized to the image; PNG, WebP and TIFF only), EXIF (JPEG, PNG, WebP) and ICC
+    profile back. Written to a temporary file in the same folder and moved into place, so a reader
+    never sees a half-written file. Raises ``FileExistsError`` when ``path`` exists and ``overwrite``
+    is false.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -165,13 +214,28 @@ def save_image(image: Image.Image | torch.Tensor, path: str | Path, overwrite: b
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unknown image extension {path.suffix!r}")
+    image, options = _with_extras(image, fmt, extras or ImageExtras())
+    if fmt in _QUALITY_FORMATS:
+        options["quality"] = quality
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
+            image.save(handle, format=fmt, **options)
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes it private; give it normal permissions
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _with_extras(image: Image.Image, fmt: str, extras: ImageExtras) -> tuple[Image.Image, dict]:
+    options = {}
+    if extras.alpha is not None and fmt in ALPHA_FORMATS:
+        image = image.convert("RGB")
+        image.putalpha(extras.alpha.resize(image.size, Image.BICUBIC))
+    if extras.exif is not None and fmt in _EXIF_FORMATS:
+        options["exif"] = extras.exif
+    if extras.icc_profile is not None and fmt in _ICC_FORMATS:
+        options["icc_profile"] = extras.icc_profile
+    return image, options

@@ -72,7 +72,8 @@ class RestoreOptions(SamplingOptions):
     dtype: str = "auto"  # auto (bf16 on cuda, fp32 elsewhere) | fp32 | fp16 | bf16
     compile: Optional[str] = None  # torch.compile mode of the UNet (reduce-overhead: CUDA graphs; GPU, large folders)
     aligned: Optional[bool] = None  # True: inputs are aligned faces; False: whole photos; None: per image
-    upscale: float = 1.0  # output scale of whole photos (bicubic background) and of aligned faces
+    upscale: float = 1.0  # output scale of whole photos (bicubic background) and of aligned faces (of the input size)
+    only_center_face: bool = False  # whole photos: restore only the face nearest the centre
     feather: float = 0.06  # soft border of pasted faces, fraction of the face size
     detail: float = 1.0  # pasted faces keep the photo's own detail finer than the model's resolution; 0 = off
     min_face_size: int = 20  # MTCNN: smallest face, pixels

@@ -23,12 +23,14 @@ ImageInput = Union[Image.Image, np.ndarray, Tensor, Sequence[Union[Image.Image, 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
-def resize_face(image: Tensor, size: int) -> Tensor:
-    """(3, H, W) -> (3, size, size), bicubic with antialiasing when shrinking."""
-    if image.shape[-2:] == (size, size):
+def resize_face(image: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """(3, H, W) -> (3, size, size), or (3, height, width) for a pair, bicubic with antialiasing when
+    shrinking."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(image.shape[-2:]) == size:
         return image
-    shrink = min(image.shape[-2:]) > size
-    out = F.interpolate(image[None], size=(size, size), mode="bicubic", align_corners=False, antialias=shrink)
+    shrink = image.shape[-2] > size[0] or image.shape[-1] > size[1]
+    out = F.interpolate(image[None], size=size, mode="bicubic", align_corners=False, antialias=shrink)
     return out[0].clamp(-1, 1)
 
 

@@ -2,12 +2,14 @@
 
 ``FaceRestorer(pipeline, options)`` restores
 
-- aligned faces (``restore_aligned``): resized to the model's resolution if needed, restored as is;
+- aligned faces (``restore_aligned``): resized to the model's resolution if needed, restored as is
+  (``restore_photos`` gives them back at the input's size times ``upscale``);
 - whole photos (``restore_photo`` / ``restore_photos``): MTCNN finds every face, each is aligned to
   the pipeline's template at its resolution, ALL faces of all the photos given are restored together
   in batches of ``batch_size``, then warped back and blended with a feathered mask into the photo
   upscaled (bicubic) by ``upscale``, keeping the photo's own detail finer than the model's resolution
   (``detail``, see ``faces.paste_faces``). A photo without faces comes back upscaled and otherwise unchanged.
+  ``only_center_face`` restores only the face nearest the photo's centre.
 
 With ``aligned=None`` (the default) each image is classified on its own: it is treated as an aligned
 face when it is square and MTCNN finds either no face (too degraded to detect) or exactly one face
@@ -33,7 +35,8 @@ from torch import Tensor
 
 from samplers import SAMPLERS
 
-from .faces import DetectedFace, FaceDetector, align_faces, alignment_matrix, paste_faces, upscale_image
+from .faces import (DetectedFace, FaceDetector, align_faces, alignment_matrix, center_face, paste_faces,
+                    upscale_image)
 from .geometry import similarity_transform
 from .io import pil_to_tensor, tensor_to_pil
 from .options import RestoreOptions, check_choice
@@ -50,6 +53,8 @@ class Restoration:
     num_faces: int
     mode: str  # "aligned" | "whole"
     note: str = ""
+    input_faces: Optional[Tensor] = None  # (num_faces, 3, R, R): the aligned crops the model restored
+    restored_faces: Optional[Tensor] = None  # (num_faces, 3, R, R): what it made of them
 
 
 def resolve_device(name: str) -> torch.device:
@@ -161,23 +166,26 @@ class FaceRestorer:
 
         results, used = [], 0
         for photo, (mode, matrices, note) in zip(photos, plans):
+            count = 1 if mode == "aligned" else len(matrices)
+            faces = restored[used:used + count] if count else None
+            aligned_inputs = inputs[used:used + count] if count else None
+            used += count
             if mode == "aligned":
-                face = restored[used]
-                used += 1
-                results.append(Restoration(tensor_to_pil(self._upscale_face(face)), 1, mode, note))
-                continue
-            faces = restored[used:used + len(matrices)] if matrices else None
-            aligned_inputs = inputs[used:used + len(matrices)] if matrices else None
-            used += len(matrices)
-            results.append(self._paste(photo, faces, aligned_inputs, matrices))
+                result = Restoration(tensor_to_pil(self._upscale_face(faces[0], photo.size)), 1, mode, note)
+            else:
+                result = self._paste(photo, faces, aligned_inputs, matrices)
+            result.input_faces, result.restored_faces = aligned_inputs, faces
+            results.append(result)
         return results
 
     # ----------------------------------------------------------------------------------------------
     # helpers
 
-    def _upscale_face(self, face: Tensor) -> Tensor:
-        size = round(self.resolution * self.options.upscale)
-        return resize_face(face, size)
+    def _upscale_face(self, face: Tensor, input_size: tuple[int, int]) -> Tensor:
+        """The restored face at the input's (width, height) times ``upscale``."""
+        width, height = input_size
+        upscale = self.options.upscale
+        return resize_face(face, (max(1, round(height * upscale)), max(1, round(width * upscale))))
 
     def _plan(self, photo: Image.Image, aligned: Optional[bool]) -> tuple[str, list[np.ndarray], str]:
         """(mode, photo -> face matrices, note for the user) of one image."""
@@ -189,6 +197,8 @@ class FaceRestorer:
         if aligned is None and self.looks_aligned(photo, detected):
             note = "" if detected else "no face detected; square, so restored as an aligned face (--whole to keep it)"
             return "aligned", [], note
+        if self.options.only_center_face and detected:
+            detected = [center_face(detected, photo.size)]
         return "whole", [alignment_matrix(face.landmarks, self.template) for face in detected], ""
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""sample.py end to end on the real images of tests/assets with a tiny saved pipeline folder."""
+"""The restoring command (``diffrestore``, ``sample.py``) end to end on the real images of tests/assets
+with a tiny saved pipeline folder."""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
+from diffrestore import cli as sample
 from diffrestore.faces import FaceDetector, alignment_matrix, paste_faces, upscale_image
 from diffrestore.io import load_image, pil_to_tensor
 from diffrestore.pipeline import DiffRestorePipeline
 
 ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT))
-import sample  # noqa: E402  (the script at the repository root)
 
 TINY = ROOT / "configs" / "model" / "tiny.yaml"
 FAST = ["--steps", "3", "--start-t", "200", "--device", "cpu", "--seed", "3"]
@@ -51,8 +51,8 @@ def test_aligned_folder_then_resume(model_dir, face_paths, tmp_path, capsys):
     out = tmp_path / "faces_restored"
     for path in inputs:
         result = out / path.relative_to(lq)
-        assert Image.open(result).size == (64, 64)  # model resolution 32 x upscale 2
-        assert Image.open(sample.comparison_path(result)).size == (128, 64)
+        assert Image.open(result).size == (256, 256)  # the input's 128 px x upscale 2 (the model works at 32)
+        assert Image.open(sample.comparison_path(result)).size == (512, 256)
     assert {p: p.read_bytes() for p in inputs} == before  # inputs untouched
     assert "done 6" in capsys.readouterr().out
 
@@ -186,5 +186,13 @@ def test_auto_mode_decides_per_image(model_dir, whole_paths, tmp_path, capsys):
     report = capsys.readouterr().out
     out = tmp_path / "auto_restored"
     assert Image.open(out / whole_paths[0].name).size == Image.open(whole_paths[0]).size  # whole photo
-    assert Image.open(out / "blank.png").size == (32, 32)  # an aligned face at the model's resolution
+    assert Image.open(out / "blank.png").size == (96, 96)  # an aligned face, back at its own size
     assert "blank.png: no face detected; square, so restored as an aligned face" in report
+
+
+def test_pip_installs_the_diffrestore_command(tmp_path):
+    command = shutil.which("diffrestore", path=str(Path(sys.executable).parent))
+    assert command, f"no diffrestore command beside {sys.executable}: pip install -e . installs it"
+    (tmp_path / "empty").mkdir()
+    run = subprocess.run([command, "--lq", str(tmp_path / "empty")], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1 and "no images found" in run.stderr, run.stderr

@@ -1,0 +1,62 @@
+"""``accelerate launch sample.py --lq DIR`` on two real CPU processes (gloo): the folder is shared out,
+every file restored exactly once, existing outputs skipped, one summary printed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffrestore.pipeline import DiffRestorePipeline
+
+ROOT = Path(__file__).parents[1]
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate, f"the accelerate CLI is not installed beside {sys.executable}"
+    # `--cpu --num_processes 2` would start ONE process; --multi_gpu with ACCELERATE_USE_CPU starts gloo DDP.
+    command = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+               str(ROOT / "sample.py"), *args]
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+def test_two_processes_restore_each_file_exactly_once(tmp_path, face_paths):
+    model = tmp_path / "tiny"
+    DiffRestorePipeline.from_model_config(ROOT / "configs/model/tiny.yaml").save_pretrained(model)
+    lq, out = tmp_path / "faces", tmp_path / "restored"
+    names = []
+    for i, path in enumerate(face_paths[:6]):
+        name = f"{'sub/' if i % 2 else ''}{path.name}"
+        (lq / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, lq / name)
+        names.append(name)
+    (out / names[0]).parent.mkdir(parents=True)
+    shutil.copy(lq / names[0], out / names[0])  # already done: a resumed run skips it
+    kept = (out / names[0]).stat().st_mtime_ns
+
+    run = launch("--lq", str(lq), "--out", str(out), "--model", str(model), "--aligned", "--steps", "2",
+                 "--start-t", "100", "--guidance", "0", "--verbose")
+    lines = run.stdout.splitlines()
+    restored = [line.split(": ")[0] for line in lines if line.endswith(": aligned, 1 face(s)")]
+    assert sorted(restored) == sorted(names[1:])  # each file by one process, once
+    summaries = [line for line in lines if line.startswith(f"{out}: ")]
+    assert summaries == [f"{out}: done 5 (5 faces), skipped 1 (output exists; --overwrite to redo), failed 0"]
+    assert all((out / name).is_file() for name in names)
+    assert (out / names[0]).stat().st_mtime_ns == kept
