@@ -12,7 +12,7 @@ import torch
 from diffrestore.builders import load_template
 from diffrestore.evaluation.restore_set import framing_matrix, restore_framed
 from diffrestore.io import load_image, pil_to_tensor
-from diffrestore.restore import SampleConfig
+from diffrestore.options import RestoreOptions
 
 CELEBAHQ = sorted((Path(__file__).parent / "assets" / "celebahq").iterdir())
 
@@ -21,7 +21,7 @@ CELEBAHQ = sorted((Path(__file__).parent / "assets" / "celebahq").iterdir())
 class EchoRestorer:
     """FaceRestorer's interface with a model that changes nothing: output = aligned input."""
 
-    options: SampleConfig
+    options: RestoreOptions
     resolution: int = 128
     template: np.ndarray = None
 
@@ -35,7 +35,7 @@ class EchoRestorer:
 
 
 def test_framing_matrix_maps_the_set_template_onto_the_model_template():
-    restorer = EchoRestorer(SampleConfig())
+    restorer = EchoRestorer(RestoreOptions())
     matrix = framing_matrix("ffhq_512", 512, restorer)
     source = load_template("ffhq_512", 512)
     mapped = source @ matrix[:, :2].T + matrix[:, 2]
@@ -44,12 +44,12 @@ def test_framing_matrix_maps_the_set_template_onto_the_model_template():
 
 def test_an_unchanged_face_pastes_back_to_the_input():
     image = pil_to_tensor(load_image(CELEBAHQ[0]))
-    restorer = EchoRestorer(SampleConfig(detail=1.0))
+    restorer = EchoRestorer(RestoreOptions(detail=1.0))
     out = restore_framed(restorer, [image], ["a"], "ffhq_512")[0]
     assert restorer.keys == ["a"]
     assert torch.allclose(out, image, atol=1e-4)  # detail=1 puts back all the photo's own detail
 
-    restorer = EchoRestorer(SampleConfig(detail=0.0))
+    restorer = EchoRestorer(RestoreOptions(detail=0.0))
     out = restore_framed(restorer, [image], ["a"], "ffhq_512")[0]
     assert torch.equal(out[:, :8, :8], image[:, :8, :8])  # outside the face crop: untouched
     centre = (slice(None), slice(200, 330), slice(190, 320))  # eyes to mouth
