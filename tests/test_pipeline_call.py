@@ -191,10 +191,9 @@ def test_the_default_preset_is_the_dataclass_and_presets_list_only_changes():
 
 
 def test_the_cli_defaults_are_the_pipeline_defaults():
-    sys.path.insert(0, str(ROOT))
-    import sample  # noqa: E402  (the script at the repository root)
+    from diffrestore import cli
 
-    options = sample.build_options(sample.parse_args(["--lq", "x"]))
+    options = cli.build_options(cli.parse_args(["--lq", "x"]))
     assert options == RestoreOptions()
 
 
