@@ -88,6 +88,7 @@ def test_real_configs_load():
     """Every training config of the repository validates against its schema."""
     from pathlib import Path
 
+    from diffrestore.builders import load_template
     from diffrestore.training.schema import TrainConfig
 
     configs = sorted((Path(__file__).parents[1] / "configs" / "train").rglob("*.yaml"))
@@ -96,6 +97,7 @@ def test_real_configs_load():
     for path in stages:
         cfg = load_config(path, TrainConfig)
         assert cfg.stage and cfg.model.resolution in (128, 256, 512), path
+        assert load_template(cfg.model.template, cfg.model.resolution).shape == (5, 2), path  # the template exists
 
 
 def test_merge_config_and_check_kwargs():
