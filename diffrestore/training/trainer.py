@@ -293,9 +293,9 @@ class Trainer:
         self._event(f"resumed from {path}")
 
     def _warn_if_schedule_changed(self, saved: dict, path: Path) -> None:
-        now = OmegaConf.to_container(OmegaConf.structured(self.cfg), resolve=True)
+        saved, now = OmegaConf.create(saved), OmegaConf.structured(self.cfg)
         for key in ("max_steps", "optim.lr", "optim.lr_schedule", "optim.warmup_steps"):
-            before, after = OmegaConf.select(OmegaConf.create(saved), key), OmegaConf.select(OmegaConf.create(now), key)
+            before, after = OmegaConf.select(saved, key), OmegaConf.select(now, key)
             if before != after:
                 logger.warning("%s: saved with %s=%s, resumed with %s: the learning-rate schedule changes from "
                                "here on", path, key, before, after)
