@@ -122,6 +122,21 @@ def test_vqgan_stage(vqgan_run, runs, faces):
     assert abs(float(scaled.std()) - 1.0) < 0.05
 
 
+def test_vqgan_decoder_only_keeps_the_latent_space(vqgan_run, runs, faces, tmp_path):
+    """A decoder fine-tune from a trained VQGAN leaves encoder, quant_conv and codebook bit-identical
+    (a score model trained on those latents stays valid) and changes the decoder."""
+    start = vqgan_run[0] / "vqgan"
+    cfg = make_config(tmp_path, faces, "vqgan", "max_steps=6", "optim.lr=1e-3", "loss.gan_start_step=2",
+                      "loss.dead_code_every=1", "loss.scale_images=16", "loss.perceptual=ssim",
+                      "loss.decoder_only=true", f"init.vqgan={start}")
+    out = Trainer(cfg, STAGES["vqgan"](cfg)).train()
+    before = VQModel.from_pretrained(str(start), torch_dtype=torch.float32).state_dict()
+    after = VQModel.from_pretrained(str(out / "vqgan"), torch_dtype=torch.float32).state_dict()
+    fixed = [k for k in before if k.startswith(("encoder.", "quant_conv.", "quantize."))]
+    assert fixed and all(torch.equal(before[k], after[k]) for k in fixed)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+
+
 def test_backbone_stage(backbone_run, runs, faces):
     out, logs = backbone_run
     assert_decreases(logs, "backbone/mse")

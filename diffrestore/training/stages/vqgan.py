@@ -7,7 +7,7 @@ adaptively by the ratio of gradient norms at the decoder's last layer and off be
 ``loss.gan_start_step``. Codebook entries unused for ``loss.dead_code_every`` steps are restarted from
 random encoder outputs (f=4 codebooks collapse otherwise in short runs). No EMA: a VQGAN is used
 as trained (taming-transformers, CodeFormer), and an average of codebooks that were restarted is
-not a codebook. The export sets ``scaling_factor`` to 1 / std of the pre-quantization latents.
+not a codebook. ``loss.decoder_only`` fine-tunes the decoder on a fixed latent space (no restarts). The export sets ``scaling_factor`` to 1 / std of the pre-quantization latents.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ class VQGANLoss:
     dead_code_every: int = 100  # restart codes unused over this many steps; 0 disables restarts
     scale_images: int = 512  # training images that measure the latent std for scaling_factor
     eval_images: int = 200  # validation faces of reconstruction.json
+    # Train the decoder (and the discriminator) alone: the encoder and codebook, hence the latent
+    # space a score model is trained in, stay fixed, so the decoder can keep sharpening beside it.
+    decoder_only: bool = False
 
 
 class CodebookRestarter:
@@ -127,6 +130,9 @@ class VQGANStage(Stage):
             captured.update(latents=inputs[0].detach(), indices=output[2][2].detach())
 
         vqgan.quantize.register_forward_hook(capture)
+        if self.loss_cfg.decoder_only:
+            for part in (vqgan.encoder, vqgan.quant_conv, vqgan.quantize):
+                part.requires_grad_(False)
         return {"vqgan": vqgan, "discriminator": build_discriminator(self.cfg.model)}
 
     def train_dataset(self) -> Dataset:
@@ -138,7 +144,7 @@ class VQGANStage(Stage):
     def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
         lc = self.loss_cfg
         vqgan = self.unwrap(models["vqgan"])
-        restarted = self.restarter.maybe_restart(step, vqgan.quantize.embedding)
+        restarted = 0 if lc.decoder_only else self.restarter.maybe_restart(step, vqgan.quantize.embedding)
 
         hq = batch["hq"]
         out = models["vqgan"](hq)  # through the (DDP) wrapper's forward
