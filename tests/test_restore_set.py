@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from diffrestore.builders import load_template
-from diffrestore.evaluation.restore_set import framing_matrix, restore_framed
+from diffrestore.evaluation.restore_set import framing_matrix, main, restore_framed
 from diffrestore.io import load_image, pil_to_tensor
 from diffrestore.options import RestoreOptions
 
@@ -55,3 +56,16 @@ def test_an_unchanged_face_pastes_back_to_the_input():
     centre = (slice(None), slice(200, 330), slice(190, 320))  # eyes to mouth
     difference = (out[centre] - image[centre]).abs()
     assert difference.mean() < 0.05 and difference.max() > 0.01  # the 128-px round trip, in place
+
+
+def test_the_backbone_only_switch_restores_a_set_and_an_unknown_key_is_refused(tmp_path, capsys):
+    """The ablation switches of the sweeps reach diffrestore-eval-restore (the backbone-only rows of
+    docs/evaluation.md); an unknown key names itself before a model loads."""
+    lq = tmp_path / "lq"
+    lq.mkdir()
+    load_image(CELEBAHQ[0]).save(lq / "a.png")
+    assert main(["--lq", str(lq), "--out", str(tmp_path / "out"), "backbone_only=true", "device=cpu"]) == 0
+    restored = pil_to_tensor(load_image(tmp_path / "out" / "a.png"))
+    assert restored.shape == pil_to_tensor(load_image(lq / "a.png")).shape
+    with pytest.raises(Exception, match="backbone_onyl"):
+        main(["--lq", str(lq), "--out", str(tmp_path / "out2"), "backbone_onyl=true"])

@@ -10,8 +10,8 @@ detection: the fixed similarity from the set's template (``--framing``) to the m
 face, the model restores it, and the photo path's feathered blend and detail band paste it back at
 the set's size. Detection is skipped because it fails on the heaviest degradations of these sets
 (a 512-px face down-sampled 30 times is 17 px), and a face it loses would be scored as its LQ input.
-Options are ``sample.py``'s (``--config`` preset, then ``key=value`` overrides of ``RestoreOptions``,
-e.g. ``backbone_only=true``); existing outputs are skipped, so an interrupted run resumes.
+Options are ``sample.py``'s (``--config`` preset, then ``key=value`` overrides of ``RestoreOptions``)
+and the sweeps' ablation switches (``backbone_only=true``, ``mask=off``: ``diffrestore.sweep.ablation``); existing outputs are skipped, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from ..builders import load_template
 from ..config import load_config, merge_config
 from ..faces import align_faces, alignment_matrix, paste_faces, upscale_image
 from ..io import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil
-from ..options import RestoreOptions
 from ..restore import FaceRestorer
+from ..sweep.ablation import AblationOptions, AblationRestorer
 
 DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "configs" / "sample" / "default.yaml"
 
@@ -61,17 +61,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--framing", default="ffhq_512", help="template the set is aligned to (name or JSON path)")
     p.add_argument("--config", type=Path, default=DEFAULT_PRESET, help="sampler preset (configs/sample/*.yaml)")
     p.add_argument("--limit", type=int, help="restore only the first N files (sorted)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="any RestoreOptions field")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="any RestoreOptions field or ablation switch")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = merge_config(load_config(args.config, RestoreOptions), {}, list(args.overrides), source="command line")
-    options = RestoreOptions(**OmegaConf.to_container(cfg, resolve=True))
+    cfg = merge_config(load_config(args.config, AblationOptions), {}, list(args.overrides), source="command line")
+    options = AblationOptions(**OmegaConf.to_container(cfg, resolve=True))
     paths = list_images(args.lq, recursive=False)[:args.limit]
     todo = [p for p in paths if not (args.out / f"{p.stem}.png").exists()]
-    restorer = FaceRestorer.from_options(options)
+    restorer = AblationRestorer.from_options(options)
     start = time.perf_counter()
     for start_index in range(0, len(todo), options.batch_size):
         chunk = todo[start_index:start_index + options.batch_size]
