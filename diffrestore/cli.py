@@ -37,9 +37,9 @@ from samplers import SAMPLERS
 
 from .io import (ALPHA_FORMATS, DEFAULT_QUALITY, IMAGE_EXTENSIONS, ImageExtras, ImageLoadError, list_images,
                  load_image_with_extras, save_image)
-from .options import GUIDANCE_SCHEDULES, GUIDANCE_TARGETS, RestoreOptions
+from .options import RestoreOptions
 from .pipeline import BUNDLED_MODEL
-from .restore import DTYPES, Restoration, comparison_image
+from .restore import Restoration, comparison_image
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "sample"
 DEFAULT_PRESET = PRESET_DIR / "default.yaml"
@@ -141,37 +141,8 @@ def _name(key: str) -> str:
 
 
 def option_problems(o: RestoreOptions, num_train_timesteps: int = 1000) -> list[str]:
-    """Every problem of ``o`` that can be seen without loading a model, one line each (empty: fine)."""
-    from .colorfix import COLOR_FIXES
-    from .pipeline import COMPILE_MODES
-
-    last_t = num_train_timesteps - 1
-    rules = [
-        ("steps", o.steps >= 1, "must be at least 1"),
-        ("start_t", 0 <= o.start_t <= last_t, f"must be in [0, {last_t}] (the model has {num_train_timesteps} "
-                                              "training timesteps)"),
-        ("sampler", o.sampler is None or o.sampler in SAMPLERS, f"must be one of {', '.join(SAMPLERS)}"),
-        ("eta", o.eta >= 0, "must be >= 0"),
-        ("eta", o.eta == 0 or o.sampler in (None, "ddim"), "applies to the ddim sampler only"),
-        ("guidance", o.guidance >= 0, "must be >= 0 (0 = off)"),
-        ("guidance_every", o.guidance_every >= 1, "must be at least 1"),
-        ("guidance_range", len(o.guidance_range) == 2 and 0 <= o.guidance_range[0] <= o.guidance_range[1] <= 1,
-         "must be [start, end] with 0 <= start <= end <= 1"),
-        ("guidance_schedule", o.guidance_schedule in GUIDANCE_SCHEDULES,
-         f"must be one of {', '.join(GUIDANCE_SCHEDULES)}"),
-        ("guidance_target", o.guidance_target in GUIDANCE_TARGETS, f"must be one of {', '.join(GUIDANCE_TARGETS)}"),
-        ("cfg_scale", o.cfg_scale >= 0, "must be >= 0 (1 = off)"),
-        ("color_fix", o.color_fix in COLOR_FIXES, f"must be one of {', '.join(COLOR_FIXES)}"),
-        ("batch_size", o.batch_size >= 1, "must be at least 1"),
-        ("dtype", o.dtype == "auto" or o.dtype in DTYPES, f"must be auto or one of {', '.join(DTYPES)}"),
-        ("compile", o.compile is None or o.compile in COMPILE_MODES, f"must be one of {', '.join(COMPILE_MODES)}"),
-        ("upscale", o.upscale > 0, "must be > 0"),
-        ("feather", 0 <= o.feather <= 0.5, "must be in [0, 0.5]"),
-        ("detail", o.detail >= 0, "must be >= 0"),
-        ("min_face_size", o.min_face_size >= 1, "must be at least 1 (pixels)"),
-        ("detection_threshold", 0 <= o.detection_threshold <= 1, "must be in [0, 1]"),
-    ]
-    return [f"{_name(key)} {getattr(o, key)!r}: {problem}" for key, ok, problem in rules if not ok]
+    """``RestoreOptions.problems`` as the user wrote the options: one line each (empty: fine)."""
+    return [f"{_name(key)} {getattr(o, key)!r}: {problem}" for key, problem in o.problems(num_train_timesteps)]
 
 
 def device_problems(o: RestoreOptions) -> list[str]:

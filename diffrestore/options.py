@@ -15,10 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, List, Optional, Sequence, TypeVar
 
+from samplers import SAMPLERS
+
 from .colorfix import COLOR_FIXES
 
 GUIDANCE_TARGETS = ("backbone", "irn")
 GUIDANCE_SCHEDULES = ("constant", "sigma")
+
+
+def _one_of(choices: Sequence) -> str:
+    return f"must be one of {', '.join(map(str, choices))}"
 
 
 def check_choice(name: str, value: object, choices: Sequence) -> None:
@@ -44,19 +50,34 @@ class SamplingOptions:
     # wavelet: low-frequency colours from the backbone estimate; chroma: all its chroma (keeps blue irises) | none
     color_fix: str = "wavelet"
 
-    def check(self) -> None:
-        """Refuse a value that cannot work, naming the setting."""
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.start_t < 0:
-            raise ValueError(f"start_t must be >= 0, got {self.start_t}")
-        if self.guidance < 0:
-            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
-        if len(self.guidance_range) != 2:
-            raise ValueError(f"guidance_range must be [start, end], got {list(self.guidance_range)}")
-        check_choice("guidance_schedule", self.guidance_schedule, GUIDANCE_SCHEDULES)
-        check_choice("guidance_target", self.guidance_target, GUIDANCE_TARGETS)
-        check_choice("color_fix", self.color_fix, COLOR_FIXES)
+    def problems(self, num_train_timesteps: Optional[int] = None) -> list[tuple[str, str]]:
+        """Every value that cannot work, as (setting, what is wrong); seen without a model, except that
+        ``start_t`` is bounded by the model's ``num_train_timesteps`` where it is given."""
+        low, high = self.guidance_range[0], self.guidance_range[-1]
+        rules = [
+            ("steps", self.steps >= 1, "must be at least 1"),
+            ("start_t", self.start_t >= 0, "must be >= 0"),
+            ("guidance", self.guidance >= 0, "must be >= 0 (0 = off)"),
+            ("guidance_every", self.guidance_every >= 1, "must be at least 1"),
+            ("guidance_range", len(self.guidance_range) == 2 and 0 <= low <= high <= 1,
+             "must be [start, end] with 0 <= start <= end <= 1"),
+            ("guidance_schedule", self.guidance_schedule in GUIDANCE_SCHEDULES, _one_of(GUIDANCE_SCHEDULES)),
+            ("guidance_target", self.guidance_target in GUIDANCE_TARGETS, _one_of(GUIDANCE_TARGETS)),
+            ("cfg_scale", self.cfg_scale >= 0, "must be >= 0 (1 = off)"),
+            ("color_fix", self.color_fix in COLOR_FIXES, _one_of(COLOR_FIXES)),
+        ]
+        if num_train_timesteps is not None:
+            last_t = num_train_timesteps - 1
+            rules.append(("start_t", self.start_t <= last_t,
+                          f"must be in [0, {last_t}] (the model has {num_train_timesteps} training timesteps)"))
+        return [(key, problem) for key, ok, problem in rules if not ok]
+
+    def check(self, num_train_timesteps: Optional[int] = None) -> None:
+        """Refuse the first value that cannot work, naming the setting."""
+        problems = self.problems(num_train_timesteps)
+        if problems:
+            key, problem = problems[0]
+            raise ValueError(f"{key} {getattr(self, key)!r}: {problem}")
 
 
 @dataclass
@@ -80,6 +101,25 @@ class RestoreOptions(SamplingOptions):
     detection_threshold: float = 0.9  # MTCNN: minimum face score
     save_comparison: bool = False  # also write <name>_comparison<ext>: LQ | restored
     overwrite: bool = False
+
+    def problems(self, num_train_timesteps: Optional[int] = None) -> list[tuple[str, str]]:
+        from .pipeline import COMPILE_MODES  # noqa: PLC0415 (pipeline and restore import these options)
+        from .restore import DTYPES  # noqa: PLC0415
+
+        rules = [
+            ("sampler", self.sampler is None or self.sampler in SAMPLERS, _one_of(SAMPLERS)),
+            ("eta", self.eta >= 0, "must be >= 0"),
+            ("eta", self.eta == 0 or self.sampler in (None, "ddim"), "applies to the ddim sampler only"),
+            ("batch_size", self.batch_size >= 1, "must be at least 1"),
+            ("dtype", self.dtype == "auto" or self.dtype in DTYPES, f"must be auto or one of {', '.join(DTYPES)}"),
+            ("compile", self.compile is None or self.compile in COMPILE_MODES, _one_of(COMPILE_MODES)),
+            ("upscale", self.upscale > 0, "must be > 0"),
+            ("feather", 0 <= self.feather <= 0.5, "must be in [0, 0.5]"),
+            ("detail", self.detail >= 0, "must be >= 0"),
+            ("min_face_size", self.min_face_size >= 1, "must be at least 1 (pixels)"),
+            ("detection_threshold", 0 <= self.detection_threshold <= 1, "must be in [0, 1]"),
+        ]
+        return super().problems(num_train_timesteps) + [(key, problem) for key, ok, problem in rules if not ok]
 
 
 Options = TypeVar("Options", bound=SamplingOptions)

@@ -167,3 +167,18 @@ def test_broken_weights_exit_2_naming_the_model(tmp_path, face_paths, capsys):
     code, _, err = run_cli(["--lq", str(face_paths[0]), "--out", str(tmp_path / "out"), "--model", str(model),
                             "--device", "cpu", "--quiet"], capsys)
     assert code == 2 and err.startswith(f"error: --model {model}: cannot be loaded (") and "Traceback" not in err
+
+
+def test_the_cli_and_the_pipeline_refuse_options_by_the_same_rules():
+    """One validator: the CLI prints RestoreOptions.problems with its flag names, and the pipeline's
+    check() raises the first of the same problems."""
+    from diffrestore.cli import option_problems
+    from diffrestore.options import RestoreOptions, SamplingOptions
+
+    bad = RestoreOptions(steps=0, feather=0.9, color_fix="sepia")
+    assert [line.split(":")[0] for line in option_problems(bad)] == ["--steps 0", "color_fix 'sepia'", "feather 0.9"]
+    with pytest.raises(ValueError, match="steps 0: must be at least 1"):
+        SamplingOptions(steps=0).check()
+    SamplingOptions(start_t=1500).check()  # no model given: only start_t >= 0 is known
+    with pytest.raises(ValueError, match=r"start_t 1500: must be in \[0, 999\]"):
+        SamplingOptions(start_t=1500).check(num_train_timesteps=1000)
