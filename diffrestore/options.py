@@ -23,14 +23,20 @@ GUIDANCE_TARGETS = ("backbone", "irn")
 GUIDANCE_SCHEDULES = ("constant", "sigma")
 
 
-def _one_of(choices: Sequence) -> str:
+def one_of(choices: Sequence) -> str:
+    """What a setting with a fixed set of values is told when it has another."""
     return f"must be one of {', '.join(map(str, choices))}"
+
+
+def failing(rules: Sequence[tuple[str, bool, str]]) -> list[tuple[str, str]]:
+    """(setting, what is wrong) of each rule (setting, holds, what is wrong) that does not hold."""
+    return [(key, problem) for key, ok, problem in rules if not ok]
 
 
 def check_choice(name: str, value: object, choices: Sequence) -> None:
     """Refuse ``value`` for the setting ``name`` unless it is one of ``choices``."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+        raise ValueError(f"{name} {value!r}: {one_of(choices)}")
 
 
 @dataclass
@@ -61,16 +67,16 @@ class SamplingOptions:
             ("guidance_every", self.guidance_every >= 1, "must be at least 1"),
             ("guidance_range", len(self.guidance_range) == 2 and 0 <= low <= high <= 1,
              "must be [start, end] with 0 <= start <= end <= 1"),
-            ("guidance_schedule", self.guidance_schedule in GUIDANCE_SCHEDULES, _one_of(GUIDANCE_SCHEDULES)),
-            ("guidance_target", self.guidance_target in GUIDANCE_TARGETS, _one_of(GUIDANCE_TARGETS)),
+            ("guidance_schedule", self.guidance_schedule in GUIDANCE_SCHEDULES, one_of(GUIDANCE_SCHEDULES)),
+            ("guidance_target", self.guidance_target in GUIDANCE_TARGETS, one_of(GUIDANCE_TARGETS)),
             ("cfg_scale", self.cfg_scale >= 0, "must be >= 0 (1 = off)"),
-            ("color_fix", self.color_fix in COLOR_FIXES, _one_of(COLOR_FIXES)),
+            ("color_fix", self.color_fix in COLOR_FIXES, one_of(COLOR_FIXES)),
         ]
         if num_train_timesteps is not None:
             last_t = num_train_timesteps - 1
             rules.append(("start_t", self.start_t <= last_t,
                           f"must be in [0, {last_t}] (the model has {num_train_timesteps} training timesteps)"))
-        return [(key, problem) for key, ok, problem in rules if not ok]
+        return failing(rules)
 
     def check(self, num_train_timesteps: Optional[int] = None) -> None:
         """Refuse the first value that cannot work, naming the setting."""
@@ -107,19 +113,19 @@ class RestoreOptions(SamplingOptions):
         from .restore import DTYPES  # noqa: PLC0415
 
         rules = [
-            ("sampler", self.sampler is None or self.sampler in SAMPLERS, _one_of(SAMPLERS)),
+            ("sampler", self.sampler is None or self.sampler in SAMPLERS, one_of(SAMPLERS)),
             ("eta", self.eta >= 0, "must be >= 0"),
             ("eta", self.eta == 0 or self.sampler in (None, "ddim"), "applies to the ddim sampler only"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
             ("dtype", self.dtype == "auto" or self.dtype in DTYPES, f"must be auto or one of {', '.join(DTYPES)}"),
-            ("compile", self.compile is None or self.compile in COMPILE_MODES, _one_of(COMPILE_MODES)),
+            ("compile", self.compile is None or self.compile in COMPILE_MODES, one_of(COMPILE_MODES)),
             ("upscale", self.upscale > 0, "must be > 0"),
             ("feather", 0 <= self.feather <= 0.5, "must be in [0, 0.5]"),
             ("detail", self.detail >= 0, "must be >= 0"),
             ("min_face_size", self.min_face_size >= 1, "must be at least 1 (pixels)"),
             ("detection_threshold", 0 <= self.detection_threshold <= 1, "must be in [0, 1]"),
         ]
-        return super().problems(num_train_timesteps) + [(key, problem) for key, ok, problem in rules if not ok]
+        return super().problems(num_train_timesteps) + failing(rules)
 
 
 Options = TypeVar("Options", bound=SamplingOptions)

@@ -39,7 +39,7 @@ from .faces import (DetectedFace, FaceDetector, align_faces, alignment_matrix, c
                     upscale_image)
 from .geometry import similarity_transform
 from .io import pil_to_tensor, tensor_to_pil
-from .options import RestoreOptions, check_choice
+from .options import RestoreOptions
 from .pipeline import DiffRestorePipeline
 from .processing import resize_face
 
@@ -92,8 +92,7 @@ class FaceRestorer:
         dtype = resolve_dtype(options.dtype, self.device)
         if pipeline.dtype != dtype:
             pipeline.cast(dtype)
-        if options.sampler is not None:
-            check_choice("sampler", options.sampler, SAMPLERS)
+        if options.sampler is not None:  # a name of SAMPLERS: options.check() refuses any other
             scheduler = SAMPLERS[options.sampler].from_config(pipeline.scheduler.config)
             pipeline = pipeline.with_components(scheduler=scheduler)
         self.pipeline = pipeline.to(self.device).optimize(compile_mode=options.compile)

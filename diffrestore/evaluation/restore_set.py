@@ -11,7 +11,8 @@ face, the model restores it, and the photo path's feathered blend and detail ban
 the set's size. Detection is skipped because it fails on the heaviest degradations of these sets
 (a 512-px face down-sampled 30 times is 17 px), and a face it loses would be scored as its LQ input.
 Options are ``sample.py``'s (``--config`` preset, then ``key=value`` overrides of ``RestoreOptions``)
-and the sweeps' ablation switches (``backbone_only=true``, ``mask=off``: ``diffrestore.sweep.ablation``); existing outputs are skipped, so an interrupted run resumes.
+and the sweeps' ablation switches (``backbone_only=true``, ``mask=off``: ``diffrestore.sweep.ablation``);
+existing outputs are skipped, so an interrupted run resumes.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..options import RestoreOptions, check_choice
+from ..options import RestoreOptions, failing, one_of
 from ..pipeline import DiffRestorePipeline
 from ..restore import FaceRestorer
 
@@ -36,10 +36,10 @@ class AblationOptions(RestoreOptions):
     condition: Optional[bool] = None  # None = as the model was trained; false = zero condition
     backbone_only: bool = False  # output the L2 backbone's estimate alone (no diffusion prior)
 
-    def check(self) -> None:
-        super().check()
-        check_choice("mask", self.mask, MASKS)
-        check_choice("start_from", self.start_from, START_FROM)
+    def problems(self, num_train_timesteps: Optional[int] = None) -> list[tuple[str, str]]:
+        rules = [("mask", self.mask in MASKS, one_of(MASKS)),
+                 ("start_from", self.start_from in START_FROM, one_of(START_FROM))]
+        return super().problems(num_train_timesteps) + failing(rules)
 
 
 @torch.no_grad()

@@ -7,7 +7,8 @@ adaptively by the ratio of gradient norms at the decoder's last layer and off be
 ``loss.gan_start_step``. Codebook entries unused for ``loss.dead_code_every`` steps are restarted from
 random encoder outputs (f=4 codebooks collapse otherwise in short runs). No EMA: a VQGAN is used
 as trained (taming-transformers, CodeFormer), and an average of codebooks that were restarted is
-not a codebook. ``loss.decoder_only`` fine-tunes the decoder on a fixed latent space (no restarts). The export sets ``scaling_factor`` to 1 / std of the pre-quantization latents.
+not a codebook. ``loss.decoder_only`` fine-tunes the decoder on a fixed latent space (no restarts).
+The export sets ``scaling_factor`` to 1 / std of the pre-quantization latents.
 """
 
 from __future__ import annotations
