@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The GPU campaign of the 256 px default model, one phase per device call (docs/training.md has the
 # protocol: what each call carries, what comes back, what is committed). Runs on the GPU machine from
-# the repo root; checkpoints stay in $RUNS (/tmp there) between back-to-back calls.
-#   bash scripts/campaign256.sh a    # VQGAN (whole, last time its latent space moves) + identity, on part0
-#   bash scripts/campaign256.sh b    # score, VQGAN decoder-only, backbone, IRN, on all faces
-#   bash scripts/campaign256.sh c    # score and decoder resumed, mask; the score's export comes back
-# The phases of the first session (VQGAN arms, c1-c4) are in git history; their outcome in docs/training.md.
+# the repo root; checkpoints stay in $RUNS (/tmp there) between back-to-back calls. Warm starts come
+# from data/init/<model> (ignored copies of campaign/celebahq256/<model>: the tracked folder is too big to travel).
+#   bash scripts/campaign256.sh d    # exclusive GPU: per-stage and degradation benchmarks; decoder-only VQGAN on part0
+#   bash scripts/campaign256.sh e    # score warm from data/init/unet on part0 (+ decoder resumed if the GPU has room)
+#   bash scripts/campaign256.sh f    # score and decoder resumed on all faces, mask at a small guidance step
+# Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c) are in git history; their outcome in docs/training.md.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; RUNS=${RUNS:-/tmp/runs}; DATA=${DATA:-/tmp/celebahq256}
 mkdir -p "$OUT" "$RUNS" "$DATA/train"
@@ -20,8 +21,6 @@ echo "faces: $(find $DATA/train -type f | wc -l) train, $(find $DATA/val -type f
 RESULTS="--append --results $OUT/RESULTS.md"
 VQ_SHARP="loss.frequency_weight=1.0"
 DECODER="loss.decoder_only=true loss.gan_start_step=0 $VQ_SHARP"
-MASK_INPUTS="pretrained.vqgan=$RUNS/vqdec/export/vqgan pretrained.backbone=$RUNS/backbone/export/backbone \
-  pretrained.identity=$RUNS/identity/export/identity pretrained.irn=$RUNS/irn/export/irn"
 
 train() {  # stage run minutes [overrides...]
   local stage=$1 run=$2 minutes=$3; shift 3
@@ -35,42 +34,50 @@ pack() {  # name files...: a tar of what comes back, in 15 MB pieces
   tar cf - "$@" 2>/dev/null | split -b 15M - "$OUT/$name.tar.part-"
 }
 
+left_minutes() {  # minutes of training that keep this call under $1 seconds, $2 seconds kept for export
+  python3 -c "print(max(0.5, ($1 - $SECONDS - $2) / 60))"
+}
+MASK_STEP=${MASK_STEP:-0.2}
+
 case $1 in
-a)
+d)
   nvidia-smi -L
-  train vqgan vqgan 8.0 init.vqgan=campaign/celebahq256/vqgan data.hq_dir=$DATA/train/part0 \
-    loss.gan_start_step=200 $VQ_SHARP &
-  train identity identity 4.5 data.hq_dir=$DATA/train/part0 data.teacher_embeddings=data/celebahq256/part0_sface256.npy &
-  python3 benchmarks/resume_check.py first --runs $RUNS/resume --hq $DATA/train/part0 --stages identity,irn,mask \
-    > $RUNS/resume_first.log 2>&1 &
-  wait
-  cat $RUNS/vqgan/export/vqgan/reconstruction.json; tail -3 $RUNS/resume_first.log
-  pack a $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqgan/export $RUNS/identity/export \
-    $(ls -d $RUNS/vqgan/samples/* | tail -1) $(ls -d $RUNS/identity/samples/* | tail -1)
-  ;;
-b)
-  train score score 8.0 pretrained.vqgan=$RUNS/vqgan/export/vqgan &
-  train vqgan vqdec 8.0 init.vqgan=$RUNS/vqgan/export/vqgan $DECODER &
-  train backbone backbone 8.0 init.backbone=campaign/celebahq256/backbone &
-  train irn irn 5.0 pretrained.identity=$RUNS/identity/export/identity &
-  python3 benchmarks/resume_check.py second --runs $RUNS/resume --hq $DATA/train/part0 --stages identity,irn,mask \
-    $RESULTS > $RUNS/resume_second.log 2>&1 &
-  wait
-  grep -E "^\|" $RUNS/resume_second.log
-  pack b $RUNS/*.log $RUNS/*/log.jsonl $RUNS/backbone/export $RUNS/irn/export $RUNS/vqdec/export/vqgan/reconstruction.json \
-    $(ls -d $RUNS/score/samples/* | tail -1) $(ls -d $RUNS/vqdec/samples/* | tail -1) $(ls -d $RUNS/backbone/samples/* | tail -1)
-  ;;
-c)
-  train score score 8.0 --resume latest pretrained.vqgan=$RUNS/vqgan/export/vqgan &
-  train vqgan vqdec 8.0 --resume latest init.vqgan=$RUNS/vqgan/export/vqgan $DECODER &
-  train mask mask 6.0 $MASK_INPUTS &
-  wait
+  for stage in score vqgan backbone identity irn mask; do
+    timeout 100 python3 benchmarks/training.py --config configs/train/celebahq256/$stage.yaml --random-pretrained \
+      data.hq_dir=$DATA/train/part0 data.val_dir=null --steps 10 $RESULTS > $RUNS/bench_$stage.log 2>&1
+    echo "bench $stage: exit $?"; grep -E "^\| (model|end)" $RUNS/bench_$stage.log
+  done
+  timeout 150 python3 benchmarks/training.py --config configs/train/celebahq256/score.yaml --random-pretrained \
+    data.hq_dir=$DATA/train/part0 data.val_dir=null compile=true --steps 10 $RESULTS > $RUNS/bench_score_compiled.log 2>&1
+  echo "bench score compiled: exit $?"; grep -E "^\| (model|end)" $RUNS/bench_score_compiled.log
+  timeout 120 python3 benchmarks/degradations.py --hq $DATA/train/part0 --resolution 256 --workers 16 $RESULTS \
+    > $RUNS/bench_degradations.log 2>&1
+  echo "bench degradations: exit $?"; grep -E "^\|" $RUNS/bench_degradations.log | tail -6
+  train vqgan vqdec "$(left_minutes 560 60)" init.vqgan=data/init/vqgan data.hq_dir=$DATA/train/part0 $DECODER
   cat $RUNS/vqdec/export/vqgan/reconstruction.json
-  pack c $RUNS/*.log $RUNS/*/log.jsonl $RUNS/score/export $RUNS/vqdec/export $RUNS/mask/export \
+  pack d $OUT/RESULTS.md $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export/vqgan/reconstruction.json \
+    $(ls -d $RUNS/vqdec/samples/* | tail -1)
+  ;;
+e)
+  train score score "$(left_minutes 560 75)" init.unet=data/init/unet pretrained.vqgan=data/init/vqgan \
+    data.hq_dir=$DATA/train/part0 &
+  [ -n "${WITH_DECODER:-}" ] && train vqgan vqdec "$(left_minutes 560 75)" --resume latest init.vqgan=data/init/vqgan \
+    data.hq_dir=$DATA/train/part0 $DECODER &
+  wait
+  pack e $RUNS/*.log $RUNS/*/log.jsonl $RUNS/score/export $(ls -d $RUNS/score/samples/* | tail -1)
+  ;;
+f)
+  train score score "$(left_minutes 560 75)" --resume latest init.unet=data/init/unet pretrained.vqgan=data/init/vqgan &
+  train vqgan vqdec "$(left_minutes 560 75)" --resume latest init.vqgan=data/init/vqgan $DECODER &
+  train mask mask "$(left_minutes 560 75)" pretrained.vqgan=$RUNS/vqdec/export/vqgan pretrained.backbone=data/init/backbone \
+    pretrained.identity=data/init/identity pretrained.irn=data/init/irn loss.step_size=$MASK_STEP &
+  wait
+  cat $RUNS/vqdec/export/vqgan/reconstruction.json $RUNS/mask/export/mask/mask_eval.json
+  pack f $RUNS/*.log $RUNS/*/log.jsonl $RUNS/score/export $RUNS/vqdec/export $RUNS/mask/export \
     $(ls -d $RUNS/score/samples/* | tail -1) $(ls -d $RUNS/vqdec/samples/* | tail -1) $(ls -d $RUNS/mask/samples/* | tail -1)
   ;;
 *)
-  echo "usage: $0 a|b|c" >&2; exit 2
+  echo "usage: $0 d|e|f" >&2; exit 2
   ;;
 esac
 ls -la $OUT

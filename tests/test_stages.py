@@ -123,8 +123,8 @@ def test_vqgan_stage(vqgan_run, runs, faces):
 
 
 def test_vqgan_decoder_only_keeps_the_latent_space(vqgan_run, runs, faces, tmp_path):
-    """A decoder fine-tune from a trained VQGAN leaves encoder, quant_conv and codebook bit-identical
-    (a score model trained on those latents stays valid) and changes the decoder."""
+    """A decoder fine-tune from a trained VQGAN leaves encoder, quant_conv, codebook and latent scale
+    bit-identical (a score model trained on those latents stays valid) and changes the decoder."""
     start = vqgan_run[0] / "vqgan"
     cfg = make_config(tmp_path, faces, "vqgan", "max_steps=6", "optim.lr=1e-3", "loss.gan_start_step=2",
                       "loss.dead_code_every=1", "loss.scale_images=16", "loss.perceptual=ssim",
@@ -135,6 +135,7 @@ def test_vqgan_decoder_only_keeps_the_latent_space(vqgan_run, runs, faces, tmp_p
     fixed = [k for k in before if k.startswith(("encoder.", "quant_conv.", "quantize."))]
     assert fixed and all(torch.equal(before[k], after[k]) for k in fixed)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    assert VQModel.load_config(str(out / "vqgan"))["scaling_factor"] == VQModel.load_config(str(start))["scaling_factor"]
 
 
 def test_backbone_stage(backbone_run, runs, faces):

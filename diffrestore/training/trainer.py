@@ -197,11 +197,13 @@ class Trainer:
                                   f"({', '.join(models)})")
             if not (Path(folder) / "config.json").is_file():
                 raise ConfigError(f"config key 'init.{name}': {folder}: not a saved model folder (no config.json)")
-            saved = type(models[name]).from_pretrained(folder, torch_dtype=torch.float32).state_dict()
+            saved = type(models[name]).from_pretrained(folder, torch_dtype=torch.float32)
             try:
-                models[name].load_state_dict(saved)
+                models[name].load_state_dict(saved.state_dict())
             except RuntimeError as err:
                 raise ConfigError(f"config key 'init.{name}': {folder} does not fit the model config: {err}") from None
+            if "scaling_factor" in saved.config:  # a latent scale belongs to the weights it was measured on
+                models[name].register_to_config(scaling_factor=saved.config.scaling_factor)
 
     def _data_loader(self) -> DataLoader:
         self.sampler = EpochShuffle(len(self.train_set), self.cfg.seed)

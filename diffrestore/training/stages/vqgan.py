@@ -8,7 +8,7 @@ adaptively by the ratio of gradient norms at the decoder's last layer and off be
 random encoder outputs (f=4 codebooks collapse otherwise in short runs). No EMA: a VQGAN is used
 as trained (taming-transformers, CodeFormer), and an average of codebooks that were restarted is
 not a codebook. ``loss.decoder_only`` fine-tunes the decoder on a fixed latent space (no restarts).
-The export sets ``scaling_factor`` to 1 / std of the pre-quantization latents.
+The export sets ``scaling_factor`` to 1 / std of the pre-quantization latents (decoder-only: kept).
 """
 
 from __future__ import annotations
@@ -194,7 +194,8 @@ class VQGANStage(Stage):
 
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
         vqgan = models["vqgan"]
-        vqgan.register_to_config(scaling_factor=1.0 / self.latent_std(vqgan))
+        if not self.loss_cfg.decoder_only:  # a fixed latent space keeps the scale its score model was trained with
+            vqgan.register_to_config(scaling_factor=1.0 / self.latent_std(vqgan))
         save_fp16(vqgan, out_dir / "vqgan")
         dataset = self.val_dataset() or hq_dataset(self.cfg, self.cfg.data.hq_dir, flip=False)
         report = reconstruction_report(vqgan, dataset, self.loss_cfg.eval_images)
