@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import logging
+import sys
 import time
 import warnings
 from collections import defaultdict
@@ -512,8 +513,9 @@ class Trainer:
         acc.init_trackers(cfg.stage)
         for m in self.models.values():
             m.train()
+        # redirected to a file (a GPU run's log), the bar writes a line every 30 s, not every step
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not acc.is_local_main_process,
-                   desc=f"{cfg.stage}", dynamic_ncols=True)
+                   desc=f"{cfg.stage}", dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30.0)
         window: dict[str, list[Tensor]] = defaultdict(list)
         tic, images = time.perf_counter(), 0
         last_saved = self.step
