@@ -37,6 +37,7 @@ from samplers import SAMPLERS
 
 from .faces import (DetectedFace, FaceDetector, align_faces, alignment_matrix, center_face, paste_faces,
                     upscale_image)
+from .builders import load_template
 from .geometry import similarity_transform
 from .io import pil_to_tensor, tensor_to_pil
 from .options import RestoreOptions
@@ -78,6 +79,12 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 def face_seed(seed: int, key: str) -> int:
     """The seed of the face with ``key`` (its file's relative path, ``#i`` for the i-th face of a photo)."""
     return (int(seed) + zlib.crc32(key.encode("utf-8"))) % (2 ** 63)
+
+
+def framing_matrix(framing: str, image_size: int, template: np.ndarray) -> np.ndarray:
+    """Image pixels -> model-face pixels: the similarity from the ``framing`` template (at the
+    image's size) onto the model's ``template``."""
+    return alignment_matrix(load_template(framing, image_size), template)
 
 
 class FaceRestorer:
@@ -140,6 +147,18 @@ class FaceRestorer:
             return []
         batch = torch.stack([resize_face(t, self.resolution) for t in tensors])
         return list(self._restore_faces(batch, keys))
+
+    def restore_framed(self, images: Sequence[Tensor], keys: Sequence[str], framing: str) -> list[Tensor]:
+        """Square faces (3, S, S) in [-1, 1] aligned to the ``framing`` template (a test set's, e.g.
+        ``ffhq_512``): each is cropped into the model's framing, restored (one batch) and pasted back
+        at S px with the photo path's blend, as a photo whose face position is known."""
+        o = self.options
+        matrices = [framing_matrix(framing, image.shape[-1], self.template) for image in images]
+        crops = [align_faces(image, [m], self.resolution) for image, m in zip(images, matrices)]
+        faces = self.restore_aligned([crop[0] for crop in crops], list(keys))
+        return [paste_faces(upscale_image(image, o.upscale), face[None], [m], o.upscale, o.feather, aligned=crop,
+                            detail=o.detail)
+                for image, m, crop, face in zip(images, matrices, crops, faces)]
 
     def restore_photo(self, photo: Image.Image, key: str = "0") -> tuple[Image.Image, int]:
         """A whole photo -> (restored photo upscaled by ``upscale``, number of faces restored)."""

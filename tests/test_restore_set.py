@@ -11,16 +11,17 @@ import pytest
 import torch
 
 from diffrestore.builders import load_template
-from diffrestore.evaluation.restore_set import framing_matrix, main, restore_framed
+from diffrestore.evaluation.restore_set import main
 from diffrestore.io import load_image, pil_to_tensor
 from diffrestore.options import RestoreOptions
+from diffrestore.restore import FaceRestorer, framing_matrix
 
 CELEBAHQ = sorted((Path(__file__).parent / "assets" / "celebahq").iterdir())
 
 
 @dataclass
-class EchoRestorer:
-    """FaceRestorer's interface with a model that changes nothing: output = aligned input."""
+class EchoRestorer(FaceRestorer):
+    """A FaceRestorer whose model changes nothing: output = aligned input."""
 
     options: RestoreOptions
     resolution: int = 128
@@ -37,7 +38,7 @@ class EchoRestorer:
 
 def test_framing_matrix_maps_the_set_template_onto_the_model_template():
     restorer = EchoRestorer(RestoreOptions())
-    matrix = framing_matrix("ffhq_512", 512, restorer)
+    matrix = framing_matrix("ffhq_512", 512, restorer.template)
     source = load_template("ffhq_512", 512)
     mapped = source @ matrix[:, :2].T + matrix[:, 2]
     assert np.abs(mapped - restorer.template).max() < 3.0  # a similarity fit of 5 points, px at 128
@@ -46,12 +47,12 @@ def test_framing_matrix_maps_the_set_template_onto_the_model_template():
 def test_an_unchanged_face_pastes_back_to_the_input():
     image = pil_to_tensor(load_image(CELEBAHQ[0]))
     restorer = EchoRestorer(RestoreOptions(detail=1.0))
-    out = restore_framed(restorer, [image], ["a"], "ffhq_512")[0]
+    out = restorer.restore_framed([image], ["a"], "ffhq_512")[0]
     assert restorer.keys == ["a"]
     assert torch.allclose(out, image, atol=1e-4)  # detail=1 puts back all the photo's own detail
 
     restorer = EchoRestorer(RestoreOptions(detail=0.0))
-    out = restore_framed(restorer, [image], ["a"], "ffhq_512")[0]
+    out = restorer.restore_framed([image], ["a"], "ffhq_512")[0]
     assert torch.equal(out[:, :8, :8], image[:, :8, :8])  # outside the face crop: untouched
     centre = (slice(None), slice(200, 330), slice(190, 320))  # eyes to mouth
     difference = (out[centre] - image[centre]).abs()

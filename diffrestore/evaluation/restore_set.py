@@ -23,36 +23,14 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from ..builders import load_template
 from ..config import load_config, merge_config
-from ..faces import align_faces, alignment_matrix, paste_faces, upscale_image
 from ..io import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil
-from ..restore import FaceRestorer
 from ..sweep.ablation import AblationOptions, AblationRestorer
 
 DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "configs" / "sample" / "default.yaml"
-
-
-def framing_matrix(framing: str, image_size: int, restorer: FaceRestorer) -> np.ndarray:
-    """Image pixels -> model-face pixels, from the set's template to the model's."""
-    return alignment_matrix(load_template(framing, image_size), restorer.template)
-
-
-def restore_framed(restorer: FaceRestorer, images: Sequence[torch.Tensor], keys: Sequence[str],
-                   framing: str) -> list[torch.Tensor]:
-    """Restore square faces (3, S, S) in the ``framing`` template's alignment (one batch through the
-    model), each pasted back at S px."""
-    o = restorer.options
-    matrices = [framing_matrix(framing, image.shape[-1], restorer) for image in images]
-    crops = [align_faces(image, [m], restorer.resolution) for image, m in zip(images, matrices)]
-    faces = restorer.restore_aligned([crop[0] for crop in crops], list(keys))
-    return [paste_faces(upscale_image(image, o.upscale), face[None], [m], o.upscale, o.feather, aligned=crop,
-                        detail=o.detail)
-            for image, m, crop, face in zip(images, matrices, crops, faces)]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -81,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not_square:
             print(f"diffrestore-eval-restore: error: {not_square[0]}: not square", file=sys.stderr)
             return 2
-        for path, restored in zip(chunk, restore_framed(restorer, images, [p.stem for p in chunk], args.framing)):
+        for path, restored in zip(chunk, restorer.restore_framed(images, [p.stem for p in chunk], args.framing)):
             save_image(tensor_to_pil(restored), args.out / f"{path.stem}.png")
     elapsed = time.perf_counter() - start
     per_face = elapsed / len(todo) if todo else 0.0

@@ -14,7 +14,7 @@ A sweep config (``configs/ablations/*.yaml``; schema ``SweepConfig``)::
     points:                          # ... and/or explicit points (appended after the grid)
       - {start_from: noise}
     x: start_t                       # the key on the plots' x axis (default: the first swept key)
-    data: {lq: data/testsets/utkface-val/lq, gt: data/testsets/utkface-val/hq, limit: null}
+    data: {lq: data/testsets/utkface-val/lq, gt: data/testsets/utkface-val/hq, limit: null, framing: null}
     eval: {metrics: null, identity: sface, color: y}   # see diffrestore.evaluate
     train: {config: null}            # a training-side sweep (below)
 
@@ -28,6 +28,10 @@ output_dir=<point>/train ...``, resumed if interrupted) and its exported ``train
 (``<output_dir>/export/<component>``) replaces that component of the ``model`` pipeline before
 sampling. E.g. ``grid: {train.loss.condition_dropout: [0.0, 0.1, 0.2]}`` with
 ``train: {config: configs/train/score.yaml, component: unet}``.
+
+``data.framing`` names the template of a set aligned otherwise than the model (``ffhq_512`` for a
+CelebA-Test-style set): its faces are restored through the model's framing and pasted back at the set's
+size, as ``diffrestore-eval-restore`` does (``configs/ablations/start_step_celeba256.yaml``).
 
 Data paths are relative to the working directory (run from the repository root). Output (default
 ``runs/ablations/<name>``): ``points/<point>/`` (restored faces, ``per_image.csv``,

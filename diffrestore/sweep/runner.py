@@ -12,10 +12,12 @@ from typing import Any, Callable
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
 from .. import evaluate as E
 from ..builders import load_template
-from ..io import list_images, load_image, save_image, spread_subset
+from ..config import ConfigError
+from ..io import list_images, load_image, pil_to_tensor, save_image, spread_subset
 from ..metrics import load_identity_evaluator, vqgan_feature_extractor
 from ..pipeline import DiffRestorePipeline
 from ..restore import resolve_device, resolve_dtype
@@ -68,6 +70,7 @@ class SweepRunner:
             "model": self._fingerprint(f"model:{model}", lambda: model_fingerprint(model)),
             "train": self._train_spec(point) if point.train_overrides else None,
             "lq": self._fingerprint("lq", lambda: files_fingerprint(self.lq_paths)),
+            "framing": self.cfg.data.framing,
         })
 
     def eval_hash(self, point: Point, restore_hash: str) -> str:
@@ -151,12 +154,13 @@ class SweepRunner:
             return record
         options = AblationOptions(**OmegaConf.to_container(point.sample, resolve=True))
         restorer = AblationRestorer(self.pipeline(point), options)
+        self._check_framing(restorer.resolution)
         self.log(f"[{point.slug}] restoring {len(self.lq_paths)} faces on {restorer.device}")
         shutil.rmtree(restored_dir, ignore_errors=True)  # the sweep's own output: no stale faces from a past run
         start = time.perf_counter()
         for i in range(0, len(self.lq_paths), RESTORE_CHUNK):
             chunk = self.lq_paths[i:i + RESTORE_CHUNK]
-            outputs = restorer.restore_aligned([load_image(p) for p in chunk], keys=[p.name for p in chunk])
+            outputs = self._restore_chunk(restorer, chunk)
             for path, face in zip(chunk, outputs):
                 save_image(face, restored_dir / f"{path.stem}.png", overwrite=True)
         record = {"values": point.values, "label": point.label, "restore_hash": r_hash,
@@ -165,6 +169,23 @@ class SweepRunner:
         write_json(point_dir / "point.json", record)
         self.restored.append(point.slug)
         return record
+
+    def _check_framing(self, resolution: int) -> None:
+        """Without ``data.framing`` the faces come back at the model's size: ground truth of another
+        size cannot be scored, so say so before restoring anything."""
+        data = self.cfg.data
+        if data.framing is None and data.gt is not None:
+            size = load_image(self.lq_paths[0]).size
+            if size != (resolution, resolution):
+                raise ConfigError(f"config key 'data.framing': {self.lq_paths[0]} is {size[0]}x{size[1]} and the "
+                                  f"model restores {resolution}x{resolution} faces; name the set's template "
+                                  f"(e.g. data.framing=ffhq_512) to restore it at its own size")
+
+    def _restore_chunk(self, restorer: AblationRestorer, paths: list[Path]) -> list[Tensor]:
+        keys, framing = [p.name for p in paths], self.cfg.data.framing
+        if framing is None:
+            return restorer.restore_aligned([load_image(p) for p in paths], keys=keys)
+        return restorer.restore_framed([pil_to_tensor(load_image(p)) for p in paths], keys, framing)
 
     def _score_point(self, point: Point, point_dir: Path, record: dict) -> dict:
         e_hash = self.eval_hash(point, record["restore_hash"])
@@ -183,7 +204,10 @@ class SweepRunner:
     def _score(self, point: Point, pipe: DiffRestorePipeline, restored_dir: Path) -> dict:
         ev, data = self.cfg.eval, self.cfg.data
         size = int(pipe.config.resolution)
-        if pipe.config.template is not None:
+        if data.framing is not None:  # the restored faces are at the set's size, in its framing
+            size = load_image(self.lq_paths[0]).size[0]
+            template = load_template(data.framing, size)
+        elif pipe.config.template is not None:
             template = np.asarray(pipe.config.template, dtype=np.float64)
         else:  # a pipeline without a template: the faces are taken to be in the default framing
             template = load_template(E.DEFAULT_TEMPLATE, size)
