@@ -3,14 +3,19 @@
 
     python scripts/evaluation_table.py "LQ input=runs/celeba-test-codeformer/eval_lq50" \\
         "pipeline (fast)=runs/celeba-test-codeformer/eval_fast"
+    python scripts/evaluation_table.py --paired "backbone=DIR_A" "pipeline=DIR_B" ...
 
 Each cell is the mean over the row's images (``summary.json``); the GT column of NIQE and the
-Laplacian variance comes from the first row that has it.
+Laplacian variance comes from the first row that has it. ``--paired`` instead compares every row with
+the first, face by face (``per_image.csv``, the faces both have): the mean difference, its standard
+error and the share of faces where the row is higher.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -28,7 +33,38 @@ def _cell(summary: dict, key: str, digits: int) -> str:
     return "" if entry is None or entry["mean"] is None else f"{entry['mean']:.{digits}f}"
 
 
+def _per_image(folder: str) -> dict[str, dict[str, float]]:
+    with open(Path(folder) / "per_image.csv") as handle:
+        return {row.pop("file"): {k: float(v) for k, v in row.items() if v not in ("", "nan")}
+                for row in csv.DictReader(handle)}
+
+
+def paired_table(specs: list[str]) -> str:
+    """Every row minus the first, per face: mean (standard error), share of faces higher."""
+    (base_label, base_dir), *others = [spec.split("=", 1) for spec in specs]
+    base = _per_image(base_dir)
+    keys = [(key, title, digits) for key, title, digits in COLUMNS if any(key in v for v in base.values())]
+    rows = []
+    for label, folder in others:
+        other = _per_image(folder)
+        cells = []
+        for key, _, digits in keys:
+            diffs = [other[f][key] - base[f][key] for f in base if f in other and key in base[f] and key in other[f]]
+            if len(diffs) < 2:
+                cells.append("")
+                continue
+            mean = sum(diffs) / len(diffs)
+            se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+            higher = sum(d > 0 for d in diffs) / len(diffs)
+            cells.append(f"{mean:+.{digits + 1}f} ({se:.{digits + 1}f}), {higher:.0%} higher")
+        rows.append([f"{label} - {base_label}", len(set(base) & set(other))] + cells)
+    return markdown_table(["", "n"] + [title for _, title, _ in keys], rows)
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--paired":
+        print(paired_table(argv[1:]))
+        return 0
     rows, gt = [], {}
     for spec in argv:
         label, folder = spec.split("=", 1)
