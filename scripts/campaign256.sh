@@ -4,6 +4,7 @@
 # the repo root; checkpoints stay in $RUNS (/tmp there) between back-to-back calls. Warm starts come
 # from data/init/<model> (ignored copies of campaign/celebahq256/<model>: the tracked folder is too big to travel).
 #   bash scripts/campaign256.sh d    # exclusive GPU: per-stage and degradation benchmarks; decoder-only VQGAN on part0
+#   bash scripts/campaign256.sh vq   # decoder-only VQGAN on part0 for the whole call (d without the benchmarks)
 #   bash scripts/campaign256.sh e    # score warm from data/init/unet on part0 (+ decoder resumed if the GPU has room)
 #   bash scripts/campaign256.sh f    # score and decoder resumed on all faces, mask at a small guidance step
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c) are in git history; their outcome in docs/training.md.
@@ -58,6 +59,11 @@ d)
   pack d $OUT/RESULTS.md $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export/vqgan/reconstruction.json \
     $(ls -d $RUNS/vqdec/samples/* | tail -1)
   ;;
+vq)
+  train vqgan vqdec "$(left_minutes 560 60)" init.vqgan=data/init/vqgan data.hq_dir=$DATA/train/part0 $DECODER
+  cat $RUNS/vqdec/export/vqgan/reconstruction.json
+  pack vq $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export/vqgan/reconstruction.json $(ls -d $RUNS/vqdec/samples/* | tail -1)
+  ;;
 e)
   train score score "$(left_minutes 560 75)" init.unet=data/init/unet pretrained.vqgan=data/init/vqgan \
     data.hq_dir=$DATA/train/part0 &
@@ -77,7 +83,7 @@ f)
     $(ls -d $RUNS/score/samples/* | tail -1) $(ls -d $RUNS/vqdec/samples/* | tail -1) $(ls -d $RUNS/mask/samples/* | tail -1)
   ;;
 *)
-  echo "usage: $0 d|e|f" >&2; exit 2
+  echo "usage: $0 d|vq|e|f" >&2; exit 2
   ;;
 esac
 ls -la $OUT
