@@ -20,9 +20,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_header, peak_memory_gib, report, reset_peak_memory, time_call  # noqa: E402
 
-from diffrestore.pipeline import COMPILE_MODES, DiffRestorePipeline  # noqa: E402
+from diffrestore.options import COMPILE_MODES, DTYPES  # noqa: E402
+from diffrestore.pipeline import DiffRestorePipeline  # noqa: E402
 from diffrestore.sweep.ablation import AblationOptions, restore_ablated  # noqa: E402
-from diffrestore.restore import DTYPES, resolve_device  # noqa: E402
+from diffrestore.restore import resolve_device  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

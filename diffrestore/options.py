@@ -15,12 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, List, Optional, Sequence, TypeVar
 
+import torch
+
 from samplers import SAMPLERS
 
 from .colorfix import COLOR_FIXES
 
 GUIDANCE_TARGETS = ("backbone", "irn")
 GUIDANCE_SCHEDULES = ("constant", "sigma")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
 
 def one_of(choices: Sequence) -> str:
@@ -109,9 +114,6 @@ class RestoreOptions(SamplingOptions):
     overwrite: bool = False
 
     def problems(self, num_train_timesteps: Optional[int] = None) -> list[tuple[str, str]]:
-        from .pipeline import COMPILE_MODES  # noqa: PLC0415 (pipeline and restore import these options)
-        from .restore import DTYPES  # noqa: PLC0415
-
         rules = [
             ("sampler", self.sampler is None or self.sampler in SAMPLERS, one_of(SAMPLERS)),
             ("eta", self.eta >= 0, "must be >= 0"),

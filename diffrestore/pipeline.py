@@ -41,11 +41,10 @@ from .colorfix import COLOR_FIX_FUNCTIONS
 from .config import load_config
 from .latents import decode_latents, encode_latents
 from .models import IdentityNet, LatentMask, RestorationNet
-from .options import SamplingOptions, check_choice, with_settings
+from .options import COMPILE_MODES, SamplingOptions, check_choice, with_settings
 from .processing import OUTPUT_TYPES, ImageInput, from_face_batch, to_face_batch
 
 BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "utkface128"
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 StepEndCallback = Callable[["DiffRestorePipeline", int, int, dict], dict]
 """diffusers' ``callback_on_step_end(pipe, step, timestep, {"latents": z})``; a ``latents`` entry in the

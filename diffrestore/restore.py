@@ -40,12 +40,9 @@ from .faces import (DetectedFace, FaceDetector, align_faces, alignment_matrix, c
 from .builders import load_template
 from .geometry import similarity_transform
 from .io import pil_to_tensor, tensor_to_pil
-from .options import RestoreOptions
+from .options import DTYPES, RestoreOptions
 from .pipeline import DiffRestorePipeline
 from .processing import resize_face
-
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
 
 @dataclass
