@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -175,11 +176,16 @@ class SweepRunner:
         size cannot be scored, so say so before restoring anything."""
         data = self.cfg.data
         if data.framing is None and data.gt is not None:
-            size = load_image(self.lq_paths[0]).size
+            size = self.lq_size
             if size != (resolution, resolution):
                 raise ConfigError(f"config key 'data.framing': {self.lq_paths[0]} is {size[0]}x{size[1]} and the "
                                   f"model restores {resolution}x{resolution} faces; name the set's template "
                                   f"(e.g. data.framing=ffhq_512) to restore it at its own size")
+
+    @cached_property
+    def lq_size(self) -> tuple[int, int]:
+        """(width, height) of the first LQ face: the set's size."""
+        return load_image(self.lq_paths[0]).size
 
     def _restore_chunk(self, restorer: AblationRestorer, paths: list[Path]) -> list[Tensor]:
         keys, framing = [p.name for p in paths], self.cfg.data.framing
@@ -205,7 +211,7 @@ class SweepRunner:
         ev, data = self.cfg.eval, self.cfg.data
         size = int(pipe.config.resolution)
         if data.framing is not None:  # the restored faces are at the set's size, in its framing
-            size = load_image(self.lq_paths[0]).size[0]
+            size = self.lq_size[0]
             template = load_template(data.framing, size)
         elif pipe.config.template is not None:
             template = np.asarray(pipe.config.template, dtype=np.float64)
