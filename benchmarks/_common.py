@@ -41,7 +41,9 @@ def count_flops(fn: Callable[[], object]) -> int:
     """FLOPs of ``fn()`` (matmuls and convolutions, 2 per multiply-add) by ``torch.utils.flop_counter``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    # Eager: the first call of a compiled model must not be traced under the counter's dispatch mode,
+    # where a failure (suppressed by the trainer) would leave the model eager for the whole benchmark.
+    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
 

@@ -3,6 +3,7 @@ config checks, checkpoint bookkeeping."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,18 @@ def test_checkpoint_folders_are_complete_or_ignored(tmp_path):
     write(3)  # the same step again replaces it
     assert ckpt.read_state(root / "step-00000003") == {"step": 3}
     assert [p.name for p in ckpt.remove_partial(root)] == [".tmp-step-00000009"]
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on CPU needs a C compiler")
+def test_a_compiled_run_draws_its_samples_without_recompiling(tmp_path):
+    from torch._dynamo.utils import counters
+
+    cfg = tiny_config(tmp_path, "backbone", tmp_path / "run", compile=True)
+    trainer = Trainer(cfg, STAGES["backbone"](cfg))
+    before = counters["stats"]["unique_graphs"]
+    trainer.micro_step(next(trainer.batches()))
+    compiled = counters["stats"]["unique_graphs"]
+    assert compiled > before  # the training step ran compiled
+    trainer._sample()
+    assert counters["stats"]["unique_graphs"] == compiled
+    assert (tmp_path / "run" / "samples" / "step-00000000.png").is_file()
