@@ -9,7 +9,7 @@
 #   bash scripts/campaign256.sh f    # score and decoder resumed on all faces, mask at a small guidance step
 #   bash scripts/campaign256.sh g    # backbone warm from data/init/backbone on part0, alone
 #   bash scripts/campaign256.sh h    # backbone resumed on all faces, alone
-#   bash scripts/campaign256.sh i    # score: eager against compiled (TORCH_LOGS), then warm on all faces with the faster
+#   bash scripts/campaign256.sh i    # score warm from data/init/unet on all faces (staged by g and h), compiled, alone
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c) are in git history; their outcome in docs/training.md.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; RUNS=${RUNS:-/tmp/runs}; DATA=${DATA:-/tmp/celebahq256}
@@ -42,10 +42,6 @@ left_minutes() {  # minutes of training that keep this call under $1 seconds, $2
   python3 -c "print(max(0.5, ($1 - $SECONDS - $2) / 60))"
 }
 MASK_STEP=${MASK_STEP:-0.2}
-
-step_seconds() {  # the model (fixed batch) s/step of a benchmarks/training.py log, empty if it has none
-  grep -E "^\| model" "$1" | head -1 | awk -F'|' '{gsub(/ /, "", $5); print $5}'
-}
 
 case $1 in
 d)
@@ -99,18 +95,10 @@ h)
   pack h $RUNS/*.log $RUNS/*/log.jsonl $RUNS/backbone/export $(ls -d $RUNS/backbone/samples/* | tail -1)
   ;;
 i)
-  BENCH="python3 benchmarks/training.py --config configs/train/celebahq256/score.yaml --random-pretrained
-    data.hq_dir=$DATA/train data.val_dir=null --steps 10 --no-loader $RESULTS"
-  timeout 90 $BENCH > $RUNS/bench_score_eager.log 2>&1; echo "bench score eager: exit $?"
-  TORCH_LOGS=dynamo,inductor,graph_breaks,recompiles timeout 240 $BENCH compile=true \
-    > $RUNS/bench_score_compiled.log 2>&1; echo "bench score compiled: exit $?"
-  grep -E "^\| model" $RUNS/bench_score_eager.log $RUNS/bench_score_compiled.log
-  grep -ciE "graph break" $RUNS/bench_score_compiled.log; grep -ciE "done compiling|compiled fx graph" $RUNS/bench_score_compiled.log
-  COMPILE=$(python3 -c "import sys; e, c = (float(x or 'inf') for x in sys.argv[1:]); print(str(c < 0.9 * e).lower())" \
-    "$(step_seconds $RUNS/bench_score_eager.log)" "$(step_seconds $RUNS/bench_score_compiled.log)")
-  echo "score trains with compile=$COMPILE"
-  train score score "$(left_minutes 560 75)" init.unet=data/init/unet pretrained.vqgan=data/init/vqgan compile=$COMPILE
-  pack i $OUT/RESULTS.md $RUNS/*.log $RUNS/*/log.jsonl $RUNS/score/export $(ls -d $RUNS/score/samples/* | tail -1)
+  TORCH_LOGS=graph_breaks,recompiles train score score "$(left_minutes 560 75)" init.unet=data/init/unet \
+    pretrained.vqgan=data/init/vqgan
+  grep -c "Recompiling" $RUNS/score.log
+  pack i $RUNS/*.log $RUNS/*/log.jsonl $RUNS/score/export $(ls -d $RUNS/score/samples/* | tail -1)
   ;;
 *)
   echo "usage: $0 d|vq|e|f|g|h|i" >&2; exit 2
