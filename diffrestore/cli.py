@@ -38,7 +38,7 @@ from samplers import SAMPLERS
 from .io import (ALPHA_FORMATS, DEFAULT_QUALITY, IMAGE_EXTENSIONS, ImageExtras, ImageLoadError, list_images,
                  load_image_with_extras, save_image)
 from .options import RestoreOptions
-from .pipeline import BUNDLED_MODEL
+from .pipeline import model_folder
 from .restore import Restoration, comparison_image
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "sample"
@@ -70,7 +70,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--lq", required=True, type=Path, help="an image file or a folder of images (recursive)")
     p.add_argument("--out", type=Path, help="output folder (default: <input>_restored beside the input)")
     p.add_argument("--config", type=Path, default=None, help=f"sampler preset (default {DEFAULT_PRESET.name})")
-    p.add_argument("--model", help="pipeline folder (default: the bundled model)")
+    p.add_argument("--model", help="pipeline folder, or the name of a bundled model (default: the bundled default)")
     p.add_argument("--fidelity", type=float,
                    help="0..1: 0 = the prior's realism (N=400, no identity guidance), 1 = closest to the input\n"
                         "(N=0, guidance 1); 0.5 = the default preset. Sets --start-t and --guidance.")
@@ -181,7 +181,7 @@ class ModelFacts:
 
 
 def read_model_facts(model: Optional[str]) -> ModelFacts:
-    path = Path(model) if model else BUNDLED_MODEL
+    path = model_folder(model)
     index_file = path / "model_index.json"
     if not index_file.is_file():
         raise UsageError(f"--model {path}: not a pipeline folder (no model_index.json)")
@@ -459,7 +459,7 @@ def restore_jobs(jobs: Sequence[Job], options: RestoreOptions, settings: OutputS
     try:
         restorer = FaceRestorer.from_options(options)
     except (OSError, ValueError) as err:  # the folder passed check_options: its weights are broken
-        raise UsageError(f"--model {options.model or BUNDLED_MODEL}: cannot be loaded ({err})") from err
+        raise UsageError(f"--model {model_folder(options.model)}: cannot be loaded ({err})") from err
     step = images_per_chunk(restorer, options)
     for start in range(0, len(jobs), step):
         restore_chunk(restorer, jobs[start:start + step], options, settings, summary, progress)

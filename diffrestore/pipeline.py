@@ -44,7 +44,20 @@ from .models import IdentityNet, LatentMask, RestorationNet
 from .options import COMPILE_MODES, SamplingOptions, check_choice, with_settings
 from .processing import OUTPUT_TYPES, ImageInput, from_face_batch, to_face_batch
 
-BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "utkface128"
+PRETRAINED = Path(__file__).parent / "pretrained"
+BUNDLED_MODEL = PRETRAINED / "utkface128"
+
+
+def model_folder(model: str | Path | None) -> Path:
+    """Where ``model`` lives: None is the bundled default; the name of a bundled model (a folder of
+    ``diffrestore/pretrained``, e.g. ``utkface128``) is that folder unless a path of that name exists;
+    anything else is a path."""
+    if not model:
+        return BUNDLED_MODEL
+    path = Path(model)
+    if not path.exists() and len(path.parts) == 1 and (PRETRAINED / path.name / "model_index.json").is_file():
+        return PRETRAINED / path.name
+    return path
 
 StepEndCallback = Callable[["DiffRestorePipeline", int, int, dict], dict]
 """diffusers' ``callback_on_step_end(pipe, step, timestep, {"latents": z})``; a ``latents`` entry in the
@@ -139,7 +152,7 @@ class DiffRestorePipeline(DiffusionPipeline):
                         **kwargs: Any) -> "DiffRestorePipeline":
         """Load a pipeline folder (``None``: the bundled model); ``dtype=`` casts (default float32).
         A folder that is not a pipeline is refused, naming it and saying how to make one."""
-        path = Path(pretrained_model_name_or_path) if pretrained_model_name_or_path else BUNDLED_MODEL
+        path = model_folder(pretrained_model_name_or_path)
         if not (path / "model_index.json").is_file():
             hint = ""
             if not pretrained_model_name_or_path:

@@ -196,6 +196,19 @@ def test_missing_default_model_explains_what_to_do(tmp_path, monkeypatch):
         DiffRestorePipeline.from_pretrained(tmp_path)
 
 
+
+def test_a_bundled_model_is_found_by_name_unless_a_path_of_that_name_exists(tmp_path, monkeypatch):
+    from diffrestore.pipeline import BUNDLED_MODEL, PRETRAINED, model_folder
+
+    assert model_folder(None) == BUNDLED_MODEL
+    assert model_folder("utkface128") == PRETRAINED / "utkface128"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "utkface128").mkdir()
+    assert model_folder("utkface128") == Path("utkface128")  # the user's folder, not the bundled one
+    assert model_folder("no-such-model") == Path("no-such-model")
+    with pytest.raises(FileNotFoundError, match="no-such-model: not a pipeline folder"):
+        DiffRestorePipeline.from_pretrained("no-such-model")
+
 # --------------------------------------------------------------------------------------------------
 # FaceRestorer
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..pipeline import BUNDLED_MODEL
+from ..pipeline import model_folder
 
 
 def file_digest(path: Path) -> str:
@@ -30,7 +30,7 @@ def files_fingerprint(paths: Sequence[Path], root: Path | None = None) -> str:
 
 def model_fingerprint(model: Optional[str]) -> str:
     """Hash of a pipeline folder's files (None: the bundled model), or of a model config (random weights)."""
-    path = Path(model) if model else BUNDLED_MODEL
+    path = model_folder(model)
     if path.is_file():  # a model config: random weights from seed 0
         return "random-init-seed0:" + file_digest(path)
     if not path.is_dir():
