@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BF16_PEAK, count_flops, machine_header, report  # noqa: E402
 
-from diffrestore.pipeline import DiffRestorePipeline  # noqa: E402
+from diffrestore.pipeline import BUNDLED_MODEL, DiffRestorePipeline  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         achieved = per_face * args.faces_per_s
         row.update({"faces/s (measured)": args.faces_per_s, "TFLOP/s": achieved / 1e12,
                     f"% bf16 peak ({args.gpu})": 100 * achieved / BF16_PEAK[args.gpu]})
-    settings = f"model: {args.model_config or 'bundled utkface128'} ({size} px), no guidance, batch 1 counted"
+    settings = f"model: {args.model_config or f'bundled {BUNDLED_MODEL.name}'} ({size} px), no guidance, batch 1 counted"
     report("Sampling FLOPs", machine_header(torch.device("cpu")), settings, [row], args.append, args.results)
     return 0
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_header, peak_memory_gib, report, reset_peak_memory, time_call  # noqa: E402
 
 from diffrestore.options import COMPILE_MODES, DTYPES  # noqa: E402
-from diffrestore.pipeline import DiffRestorePipeline  # noqa: E402
+from diffrestore.pipeline import BUNDLED_MODEL, DiffRestorePipeline  # noqa: E402
 from diffrestore.sweep.ablation import AblationOptions, restore_ablated  # noqa: E402
 from diffrestore.restore import resolve_device  # noqa: E402
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"guidance": scale, "batch": batch, "faces/s": batch / seconds, "s per call": seconds,
                          "peak GiB": peak_memory_gib(device)})
             print(rows[-1], flush=True)
-    source = args.model_config or args.model or "bundled utkface128"
+    source = args.model_config or args.model or f"bundled {BUNDLED_MODEL.name}"
     settings = (f"model: {source} ({size} px) · {args.steps} DDIM steps from t={args.start_t} · {args.dtype}"
                 f" · channels-last {args.channels_last} · compile {args.compile or 'off'}"
                 f" · guidance every {args.guidance_every} step(s), mask {mask} · cfg_scale {args.cfg_scale:g}")

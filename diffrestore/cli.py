@@ -51,8 +51,9 @@ FLAGS = {  # flag dest -> RestoreOptions key
     "upscale": "upscale", "aligned": "aligned", "only_center_face": "only_center_face",
     "save_comparison": "save_comparison", "overwrite": "overwrite",
 }
-# --fidelity f: DifFace's N = FIDELITY_MAX_START_T * (1 - f)^2 and identity guidance f, so that
-# 0.5 is the default preset (N = 100, guidance 0.5), 0 the prior's realism, 1 the backbone's fidelity.
+# --fidelity f: DifFace's N = FIDELITY_MAX_START_T * (1 - f)^2, so that 0.5 is the default preset
+# (N = 100), 0 the prior's realism (N = 400), 1 the backbone's fidelity (N = 0). It leaves identity
+# guidance alone: on the bundled 256 px model guidance lowers identity (docs/evaluation.md).
 FIDELITY_MAX_START_T = 400
 
 
@@ -72,8 +73,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--config", type=Path, default=None, help=f"sampler preset (default {DEFAULT_PRESET.name})")
     p.add_argument("--model", help="pipeline folder, or the name of a bundled model (default: the bundled default)")
     p.add_argument("--fidelity", type=float,
-                   help="0..1: 0 = the prior's realism (N=400, no identity guidance), 1 = closest to the input\n"
-                        "(N=0, guidance 1); 0.5 = the default preset. Sets --start-t and --guidance.")
+                   help="0..1: 0 = the prior's realism (N=400), 1 = the backbone's estimate, closest to the\n"
+                        "input (N=0); 0.5 = the default preset. Sets --start-t.")
     p.add_argument("--steps", type=int)
     p.add_argument("--start-t", dest="start_t", type=int, help="DifFace's N: the timestep the chain starts at")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), help="default: the model's own scheduler (DDIM)")
@@ -113,7 +114,7 @@ def fidelity_options(fidelity: float) -> dict:
     """``--fidelity`` as the options it sets (see FIDELITY_MAX_START_T)."""
     if not 0 <= fidelity <= 1:
         raise UsageError(f"--fidelity: must be in [0, 1] (got {fidelity:g})")
-    return {"start_t": round(FIDELITY_MAX_START_T * (1 - fidelity) ** 2), "guidance": float(fidelity)}
+    return {"start_t": round(FIDELITY_MAX_START_T * (1 - fidelity) ** 2)}
 
 
 def load_preset(path: Optional[Path]):
@@ -127,7 +128,7 @@ def load_preset(path: Optional[Path]):
 def build_options(args: argparse.Namespace) -> RestoreOptions:
     flags = {key: getattr(args, dest) for dest, key in FLAGS.items() if getattr(args, dest) is not None}
     if args.fidelity is not None:
-        clash = [f"--{key.replace('_', '-')}" for key in ("start_t", "guidance") if key in flags]
+        clash = [f"--{key.replace('_', '-')}" for key in fidelity_options(args.fidelity) if key in flags]
         if clash:
             raise UsageError(f"--fidelity sets {' and '.join(clash)}: give one or the other")
         flags.update(fidelity_options(args.fidelity))

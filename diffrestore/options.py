@@ -48,14 +48,16 @@ def check_choice(name: str, value: object, choices: Sequence) -> None:
 class SamplingOptions:
     """What one call of ``DiffRestorePipeline`` does (its keyword arguments)."""
 
-    steps: int = 50  # reverse steps S over [0, start_t]
+    steps: int = 10  # reverse steps S over [0, start_t]
     start_t: int = 100  # DifFace's N (of 1000): larger = more realism, less fidelity to the backbone estimate
     eta: float = 0.0  # DDIM stochasticity (a DDIMScheduler only)
-    guidance: float = 0.5  # identity-guidance step (latent units per guided step); 0 = off
+    # identity-guidance step (latent units per guided step); 0 = off: on the bundled 256 px model it
+    # lowers identity so far (docs/evaluation.md, session 4); the 128 px model's preset turns it on
+    guidance: float = 0.0
     guidance_every: int = 5  # guide steps 0, k, 2k, ...
     guidance_range: List[float] = field(default_factory=lambda: [0.0, 1.0])  # fraction of the trajectory
     guidance_schedule: str = "constant"  # constant | sigma
-    # backbone: phi(f(y)); irn: IRN(y) (CLR-Face), which predicts phi of the HQ face worse on the bundled model
+    # backbone: phi(f(y)); irn: IRN(y) (CLR-Face), which predicts phi of the HQ face worse on both bundled models
     guidance_target: str = "backbone"
     cfg_scale: float = 1.0  # classifier-free guidance on E(y) (models trained with condition dropout)
     # wavelet: low-frequency colours from the backbone estimate; chroma: all its chroma (keeps blue irises) | none
@@ -95,7 +97,8 @@ class SamplingOptions:
 class RestoreOptions(SamplingOptions):
     """What ``FaceRestorer`` and ``sample.py`` read: the sampling settings and the run around them."""
 
-    model: Optional[str] = None  # a pipeline folder; None = the bundled diffrestore/pretrained/utkface128
+    # a pipeline folder or a bundled model's name (celebahq256, utkface128); None = diffrestore/pretrained/celebahq256
+    model: Optional[str] = None
     # None = the pipeline's own scheduler (DDIM for the bundled model); a name of samplers.SAMPLERS swaps one in
     sampler: Optional[str] = None
     seed: int = 0  # every face's generator is seeded from it and the face's key (file path, face index)

@@ -45,7 +45,7 @@ from .options import COMPILE_MODES, SamplingOptions, check_choice, with_settings
 from .processing import OUTPUT_TYPES, ImageInput, from_face_batch, to_face_batch
 
 PRETRAINED = Path(__file__).parent / "pretrained"
-BUNDLED_MODEL = PRETRAINED / "utkface128"
+BUNDLED_MODEL = PRETRAINED / "celebahq256"
 
 
 def model_folder(model: str | Path | None) -> Path:
@@ -158,7 +158,7 @@ class DiffRestorePipeline(DiffusionPipeline):
             if not pretrained_model_name_or_path:
                 hint = (" The bundled model is not there yet: train the stages (train.py) and put them together "
                         "with `diffrestore-assemble --vqgan DIR --unet DIR --backbone DIR [--identity DIR --irn DIR "
-                        f"--mask DIR] --model-config configs/model/default128.yaml --out {BUNDLED_MODEL}`, "
+                        f"--mask DIR] --model-config configs/model/celebahq256.yaml --out {BUNDLED_MODEL}`, "
                         "or pass --model DIR (model=DIR) naming a pipeline folder.")
             raise FileNotFoundError(f"{path}: not a pipeline folder (no model_index.json).{hint}")
         return super().from_pretrained(str(path), **kwargs)

@@ -13,6 +13,7 @@ from PIL import Image, ImageCms
 from diffrestore import cli
 from diffrestore.faces import DetectedFace, FaceDetector, center_face
 from diffrestore.io import load_image
+from diffrestore.options import RestoreOptions
 from diffrestore.pipeline import DiffRestorePipeline
 
 ROOT = Path(__file__).parents[1]
@@ -107,11 +108,11 @@ def test_only_center_face_and_save_faces(model_dir, whole_paths, tmp_path, capsy
     assert np.abs(np.asarray(seen, float) - np.asarray(restored, float)).mean() > 5  # the model changed it
 
 
-def test_fidelity_maps_to_start_t_and_guidance():
+def test_fidelity_maps_to_start_t():
     mapped = [cli.fidelity_options(f) for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    assert mapped[0] == {"start_t": 400, "guidance": 0.0} and mapped[-1] == {"start_t": 0, "guidance": 1.0}
-    assert mapped[2] == {"start_t": 100, "guidance": 0.5}  # the default preset
-    assert all(a["start_t"] > b["start_t"] and a["guidance"] < b["guidance"] for a, b in zip(mapped, mapped[1:]))
+    assert mapped[0] == {"start_t": 400} and mapped[-1] == {"start_t": 0}
+    assert mapped[2] == {"start_t": RestoreOptions().start_t}  # the default preset
+    assert all(a["start_t"] > b["start_t"] for a, b in zip(mapped, mapped[1:]))
 
 
 def test_progress_per_image_verbose_and_quiet(model_dir, face_paths, tmp_path, capsys):

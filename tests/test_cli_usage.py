@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from diffrestore import cli
+from diffrestore.options import RestoreOptions
 from diffrestore.pipeline import DiffRestorePipeline
 from diffrestore.restore import FaceRestorer
 
@@ -155,7 +156,7 @@ def test_folder_of_other_files_counts_them(tmp_path, capsys, no_model_loads):
 def test_good_arguments_pass_the_checks(photos, tmp_path):
     args = cli.parse_args(["--lq", str(photos), "--device", "cpu", "--fidelity", "0.5"])
     options, out, jobs = cli.prepare(args)
-    assert (options.start_t, options.guidance) == (100, 0.5)  # fidelity 0.5 is the default preset
+    assert options == RestoreOptions(device="cpu")  # fidelity 0.5 is the default preset
     assert out == tmp_path / "photos_restored" and out.is_dir() and len(jobs) == 2
 
 

@@ -117,10 +117,12 @@ def test_ablation_defaults_are_the_pipeline_call(pipe, lq):
 
 def test_switches_change_the_result(pipe, lq):
     base = latents_of(pipe, lq)
-    for kwargs in ({"start_from": "lq"}, {"start_from": "noise"}, {"condition": False}, {"mask": "full"}):
+    for kwargs in ({"start_from": "lq"}, {"start_from": "noise"}, {"condition": False}):
         assert not torch.allclose(latents_of(pipe, lq, ablate, **kwargs), base), kwargs
-    for kwargs in ({"cfg_scale": 2.0}, {"start_t": 600}, {"guidance": 0.0}):
+    for kwargs in ({"cfg_scale": 2.0}, {"start_t": 600}, {"guidance": 0.5}):
         assert not torch.allclose(latents_of(pipe, lq, **kwargs), base), kwargs
+    guided = latents_of(pipe, lq, guidance=0.5)
+    assert not torch.allclose(latents_of(pipe, lq, ablate, guidance=0.5, mask="full"), guided)
 
 
 def test_invalid_calls(pipe, lq):

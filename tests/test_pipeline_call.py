@@ -182,8 +182,9 @@ def test_an_unsupported_scheduler_is_refused_by_name(pipe, faces):
 def test_the_default_preset_is_the_dataclass_and_presets_list_only_changes():
     assert RestoreOptions(**load_config(PRESETS / "default.yaml", RestoreOptions)) == RestoreOptions()
     defaults = asdict(RestoreOptions())
-    for name, changed in (("fast", {"steps": 10, "guidance": 0.0}),
-                          ("quality", {"cfg_scale": 2.0, "guidance_every": 2})):
+    for name, changed in (("fast", {}), ("quality", {"cfg_scale": 2.0}),
+                          ("utkface128", {"steps": 50, "guidance": 0.5}),
+                          ("utkface128_quality", {"steps": 50, "guidance": 0.5, "cfg_scale": 2.0, "guidance_every": 2})):
         preset = asdict(RestoreOptions(**load_config(PRESETS / f"{name}.yaml", RestoreOptions)))
         assert {k: v for k, v in preset.items() if defaults[k] != v} == changed, name
     sampling = {f.name for f in fields(SamplingOptions)}
@@ -197,20 +198,21 @@ def test_the_cli_defaults_are_the_pipeline_defaults():
     assert options == RestoreOptions()
 
 
-def test_pipe_with_no_options_gives_what_sample_py_gives(face_paths, tmp_path):
+def test_pipe_with_no_options_gives_what_sample_py_gives(real_lq_paths, tmp_path):
     """The bundled model: ``pipe(face)`` (with the generator sample.py derives for that file) against
     ``sample.py --aligned`` with nothing else, pixel for pixel within 2/255."""
     sys.path.insert(0, str(ROOT))
     import sample  # noqa: E402
 
+    pipe = DiffRestorePipeline.from_pretrained()
     folder = tmp_path / "faces"
     folder.mkdir()
     face = folder / "face.png"  # lossless, so the file holds exactly what sample.py restored
-    load_image(face_paths[3]).save(face)
+    size = pipe.config.resolution  # an aligned face at the model's size: both give it back at that size
+    load_image(real_lq_paths[0]).resize((size, size), Image.BICUBIC).save(face)
     assert sample.main(["--lq", str(folder), "--out", str(tmp_path / "out"), "--aligned"]) == 0
     by_cli = np.asarray(load_image(tmp_path / "out" / "face.png"), dtype=int)
 
-    pipe = DiffRestorePipeline.from_pretrained()
     by_pipe = pipe(load_image(face), generator=seeded(face_seed(0, "face.png"))).images[0]
     difference = np.abs(np.asarray(by_pipe, dtype=int) - by_cli)
     assert difference.max() <= 2, difference.max()

@@ -157,10 +157,12 @@ def test_refusals(model_dir, face_paths, tmp_path, capsys):
 
 
 def test_presets_and_overrides(tmp_path):
-    for name in ("default", "fast", "quality"):
-        args = sample.parse_args(["--lq", "x", "--config", str(ROOT / "configs" / "sample" / f"{name}.yaml")])
+    presets = sorted((ROOT / "configs" / "sample").glob("*.yaml"))
+    assert len(presets) >= 4
+    for preset in presets:
+        args = sample.parse_args(["--lq", "x", "--config", str(preset)])
         assert sample.build_options(args).steps > 0
-    args = sample.parse_args(["--lq", "x", "--config", str(ROOT / "configs/sample/quality.yaml"), "--steps", "7",
+    args = sample.parse_args(["--lq", "x", "--config", str(ROOT / "configs/sample/utkface128_quality.yaml"), "--steps", "7",
                               "guidance_range=[0.1,0.5]", "--whole"])
     options = sample.build_options(args)
     assert options.steps == 7 and options.guidance_range == [0.1, 0.5] and options.aligned is False
