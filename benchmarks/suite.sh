@@ -5,6 +5,7 @@
 #   bash benchmarks/suite.sh scaling     # the score stage on 1 and 2 GPUs (GPUS="1 2 4" SIZES=512 for more)
 #   bash benchmarks/suite.sh flops       # anywhere: FLOPs per face, share of the peak of the measured faces/s
 #   bash benchmarks/suite.sh cpu         # CPU: seconds per face of the bundled model
+#   bash benchmarks/suite.sh process     # CPU: the whole sample.py process on 8 aligned 512-px faces, per preset
 # RESULTS (default benchmarks/RESULTS.md) receives every table; HQ is the training faces folder.
 set -uo pipefail
 RESULTS=${RESULTS:-benchmarks/RESULTS.md}
@@ -48,6 +49,16 @@ scaling)  # GPUS (default "1 2") process counts; SIZES (default "128 512") score
 flops)  # share of the H100's bf16 peak of the best measured throughputs (compiled, tables above)
   $PY benchmarks/flops.py --append --results $RESULTS --faces-per-s 420
   $PY benchmarks/flops.py --append --results $RESULTS --model-config configs/model/ffhq512.yaml --faces-per-s 13.9
+  ;;
+process)  # wall time of sample.py (start, model load, 8 faces of FACES, writing) per preset, in s per face
+  FACES=${FACES:-../shared/data/real-lq}; tmp=$(mktemp -d)
+  for f in $(ls "$FACES" | head -8); do cp "$FACES/$f" "$tmp/"; done
+  for preset in ${PRESETS:-default quality}; do
+    rm -rf "$tmp.out"; start=$(date +%s.%N)
+    $PY sample.py --lq "$tmp" --out "$tmp.out" --device cpu --aligned --quiet --config configs/sample/$preset.yaml
+    echo "| $preset | $(ls "$tmp.out" | wc -l) | $($PY -c "print(f'{($(date +%s.%N) - $start) / 8:.2f}')") |"
+  done
+  rm -rf "$tmp" "$tmp.out"
   ;;
 cpu)  # the presets: unguided, default (guidance 0.5 on every 5th step), quality (cfg 2, guidance every 2nd), every step
   $S --device cpu --dtype fp32 --batch-sizes 1,4 --guidance 0,0.5 --guidance-every 5 --repeats 1
