@@ -183,8 +183,9 @@ def test_the_default_preset_is_the_dataclass_and_presets_list_only_changes():
     assert RestoreOptions(**load_config(PRESETS / "default.yaml", RestoreOptions)) == RestoreOptions()
     defaults = asdict(RestoreOptions())
     for name, changed in (("fast", {}), ("quality", {"cfg_scale": 2.0}),
-                          ("utkface128", {"steps": 50, "guidance": 0.5}),
-                          ("utkface128_quality", {"steps": 50, "guidance": 0.5, "cfg_scale": 2.0, "guidance_every": 2})):
+                          ("utkface128", {"steps": 50, "guidance": 0.5, "color_fix": "wavelet"}),
+                          ("utkface128_quality", {"steps": 50, "guidance": 0.5, "color_fix": "wavelet", "cfg_scale": 2.0,
+                                                  "guidance_every": 2})):
         preset = asdict(RestoreOptions(**load_config(PRESETS / f"{name}.yaml", RestoreOptions)))
         assert {k: v for k, v in preset.items() if defaults[k] != v} == changed, name
     sampling = {f.name for f in fields(SamplingOptions)}
