@@ -128,10 +128,11 @@ def load_preset(path: Optional[Path]):
 def build_options(args: argparse.Namespace) -> RestoreOptions:
     flags = {key: getattr(args, dest) for dest, key in FLAGS.items() if getattr(args, dest) is not None}
     if args.fidelity is not None:
-        clash = [f"--{key.replace('_', '-')}" for key in fidelity_options(args.fidelity) if key in flags]
+        fidelity = fidelity_options(args.fidelity)
+        clash = [f"--{key.replace('_', '-')}" for key in fidelity if key in flags]
         if clash:
             raise UsageError(f"--fidelity sets {' and '.join(clash)}: give one or the other")
-        flags.update(fidelity_options(args.fidelity))
+        flags.update(fidelity)
     cfg = merge_config(load_preset(args.config), flags, list(args.overrides), source="command line")
     return RestoreOptions(**OmegaConf.to_container(cfg, resolve=True))
 

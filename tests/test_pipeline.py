@@ -119,9 +119,10 @@ def test_switches_change_the_result(pipe, lq):
     base = latents_of(pipe, lq)
     for kwargs in ({"start_from": "lq"}, {"start_from": "noise"}, {"condition": False}):
         assert not torch.allclose(latents_of(pipe, lq, ablate, **kwargs), base), kwargs
-    for kwargs in ({"cfg_scale": 2.0}, {"start_t": 600}, {"guidance": 0.5}):
+    for kwargs in ({"cfg_scale": 2.0}, {"start_t": 600}):
         assert not torch.allclose(latents_of(pipe, lq, **kwargs), base), kwargs
     guided = latents_of(pipe, lq, guidance=0.5)
+    assert not torch.allclose(guided, base)
     assert not torch.allclose(latents_of(pipe, lq, ablate, guidance=0.5, mask="full"), guided)
 
 
@@ -198,7 +199,6 @@ def test_missing_default_model_explains_what_to_do(tmp_path, monkeypatch):
         DiffRestorePipeline.from_pretrained(tmp_path)
 
 
-
 def test_a_bundled_model_is_found_by_name_unless_a_path_of_that_name_exists(tmp_path, monkeypatch):
     from diffrestore.pipeline import BUNDLED_MODEL, PRETRAINED, model_folder
 
@@ -210,6 +210,7 @@ def test_a_bundled_model_is_found_by_name_unless_a_path_of_that_name_exists(tmp_
     assert model_folder("no-such-model") == Path("no-such-model")
     with pytest.raises(FileNotFoundError, match="no-such-model: not a pipeline folder"):
         DiffRestorePipeline.from_pretrained("no-such-model")
+
 
 # --------------------------------------------------------------------------------------------------
 # FaceRestorer
