@@ -46,6 +46,18 @@ def load_template(name_or_path: str, size: int) -> np.ndarray:
     return np.asarray(data["landmarks"], dtype=np.float64) * (size / data["size"])
 
 
+def template_for_size(size: int) -> str:
+    """The bundled template drawn at ``size`` px, the framing an aligned face of that size is taken to
+    have when none is named: 128 UTKFace's crops, 256 CelebA-HQ's, 512 FFHQ's (real photos, CelebA-Test)."""
+    sizes = {path.stem: json.loads(path.read_text())["size"] for path in sorted(TEMPLATE_DIR.glob("*.json"))}
+    matches = [name for name, template_size in sizes.items() if template_size == size]
+    if len(matches) != 1:
+        known = ", ".join(f"{name} ({template_size} px)" for name, template_size in sizes.items())
+        raise ValueError(f"the faces are {size} px and no single bundled template is drawn at that size "
+                         f"(bundled: {known}); name the faces' template")
+    return matches[0]
+
+
 def latent_shape(cfg: ModelConfig) -> tuple[int, int, int]:
     vq = cfg.vqgan
     factor = 2 ** (len(vq["block_out_channels"]) - 1)

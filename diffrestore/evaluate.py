@@ -11,7 +11,7 @@ import sys
 
 from .dlib_faces import unavailable_reason as dlib_unavailable_reason
 from .evaluation.cli import build_parser, main
-from .evaluation.features import DEFAULT_TEMPLATE, extract_features, load_face
+from .evaluation.features import extract_features, load_face
 from .evaluation.groups import AGE_BINS, GENDERS, GROUPINGS, RACES, age_bin, group_summaries, utkface_labels
 from .evaluation.pairing import find_manifest, index_by_stem, manifest_protocol
 from .evaluation.reports import RESULT_FILES, format_value, json_safe, markdown_table, summary_markdown, write_reports
@@ -19,7 +19,7 @@ from .evaluation.scoring import evaluate_folders, ordered_columns
 from .evaluation.selection import DLIB_METRICS, IDENTITY_METRICS, METRICS
 
 __all__ = [
-    "AGE_BINS", "DEFAULT_TEMPLATE", "DLIB_METRICS", "GENDERS", "GROUPINGS", "IDENTITY_METRICS", "METRICS", "RACES",
+    "AGE_BINS", "DLIB_METRICS", "GENDERS", "GROUPINGS", "IDENTITY_METRICS", "METRICS", "RACES",
     "RESULT_FILES", "age_bin", "build_parser", "dlib_unavailable_reason", "evaluate_folders", "extract_features", "find_manifest",
     "format_value", "group_summaries", "index_by_stem", "json_safe", "load_face", "main", "manifest_protocol",
     "markdown_table", "ordered_columns", "summary_markdown", "utkface_labels", "write_reports",

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffrestore.builders import load_template
+from diffrestore.builders import load_template, template_for_size
+from diffrestore.evaluation.features import resolve_template
 from diffrestore.evaluation.restore_set import main
 from diffrestore.io import load_image, pil_to_tensor
 from diffrestore.options import RestoreOptions
@@ -70,3 +71,26 @@ def test_the_backbone_only_switch_restores_a_set_and_an_unknown_key_is_refused(t
     assert restored.shape == pil_to_tensor(load_image(lq / "a.png")).shape
     with pytest.raises(Exception, match="backbone_onyl"):
         main(["--lq", str(lq), "--out", str(tmp_path / "out2"), "backbone_onyl=true"])
+
+
+def test_the_framing_defaults_to_the_bundled_template_of_the_set_size():
+    """Without --framing/--template a 512-px set is taken as FFHQ-aligned (real photos, CelebA-Test), a
+    128-px set as UTKFace's crops; the evaluation reads it the same way."""
+    assert template_for_size(512) == "ffhq_512"
+    assert template_for_size(128) == "utkface_128"
+    assert resolve_template(None, 512)[1] == "ffhq_512"
+    assert np.allclose(resolve_template(None, 512)[0], load_template("ffhq_512", 512))
+    with pytest.raises(ValueError, match="100 px.*name the faces' template"):
+        template_for_size(100)
+
+
+def test_a_set_of_no_known_size_is_refused_before_a_model_loads(tmp_path, capsys, monkeypatch):
+    lq = tmp_path / "lq"
+    lq.mkdir()
+    load_image(CELEBAHQ[0]).resize((100, 100)).save(lq / "small.png")
+    monkeypatch.setattr("diffrestore.evaluation.restore_set.AblationRestorer.from_options",
+                        lambda options: pytest.fail("the model loaded before the framing was checked"))
+    assert main(["--lq", str(lq), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "small.png" in error and "100 px" in error and "--framing" in error
+    assert not (tmp_path / "out").exists()

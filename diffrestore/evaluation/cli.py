@@ -7,7 +7,6 @@ import sys
 from typing import Sequence
 
 from .. import metrics as M
-from .features import DEFAULT_TEMPLATE
 from .groups import GROUPINGS
 from .reports import write_reports
 from .scoring import evaluate_folders
@@ -40,8 +39,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--color", choices=M.COLOR_SPACES, default="y",
                         help="colour space of PSNR/SSIM: y = BT.601 luma (default), rgb")
     parser.add_argument("--crop-border", type=int, default=0, help="pixels cropped at each border for PSNR/SSIM")
-    parser.add_argument("--template", default=DEFAULT_TEMPLATE,
-                        help="alignment template of the faces (name in diffrestore/templates or JSON path)")
+    parser.add_argument("--template",
+                        help="alignment template of the faces (name in diffrestore/templates or JSON path; "
+                             "default: the bundled template of the faces' size, e.g. ffhq_512 at 512 px)")
     parser.add_argument("--vq-model", help="pipeline or VQModel folder whose encoder gives the FD-VQ features")
     parser.add_argument("--niqe-model", help="NIQE pristine model file (default: the shipped CelebA-HQ 512 fit)")
     parser.add_argument("--device", default="cpu")

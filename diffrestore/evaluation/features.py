@@ -10,10 +10,8 @@ import torch
 from PIL import Image
 
 from .. import metrics as M
-from ..builders import load_template
+from ..builders import load_template, template_for_size
 from ..io import load_image, pil_to_tensor
-
-DEFAULT_TEMPLATE = "utkface_128"
 
 
 def load_face(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -26,9 +24,10 @@ def load_face(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
 
 def resolve_template(template: str | np.ndarray | Sequence | None, face_size: int,
                      template_size: int | None = None) -> tuple[np.ndarray, str]:
-    """The 5-point template at ``face_size`` px and a description of it."""
+    """The 5-point template at ``face_size`` px and a description of it (None: the bundled template of
+    that size, ``template_for_size``)."""
     if template is None:
-        template = DEFAULT_TEMPLATE
+        template = template_for_size(face_size)
     if isinstance(template, (str, Path)):
         return load_template(str(template), face_size), str(template)
     landmarks = np.asarray(template, dtype=np.float64)

@@ -252,7 +252,8 @@ def evaluate_folders(
 
     ``identity``: ``"sface"`` (default), ``"facenet"``, an IdentityNet folder, or a ready
     ``FeatureExtractor`` (see ``metrics.load_identity_evaluator``). ``template``: the template the
-    faces are aligned to (a name/path, or landmarks at ``template_size`` px; default utkface_128).
+    faces are aligned to (a name/path, or landmarks at ``template_size`` px; default: the bundled
+    template of the faces' size, ``builders.template_for_size``).
     ``reference`` (default ``gt``) is the set the distribution distances compare against.
     ``metrics``: a subset of ``METRICS`` (default: every one the given folders allow; LPIPS and FID
     only where their weights are present, LMD and dlib's identity where dlib is installed, NIQE on

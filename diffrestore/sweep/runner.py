@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from .. import evaluate as E
-from ..builders import load_template
+from ..builders import load_template, template_for_size
 from ..config import ConfigError
 from ..io import list_images, load_image, pil_to_tensor, save_image, spread_subset
 from ..metrics import load_identity_evaluator, vqgan_feature_extractor
@@ -215,8 +215,8 @@ class SweepRunner:
             template = load_template(data.framing, size)
         elif pipe.config.template is not None:
             template = np.asarray(pipe.config.template, dtype=np.float64)
-        else:  # a pipeline without a template: the faces are taken to be in the default framing
-            template = load_template(E.DEFAULT_TEMPLATE, size)
+        else:  # a pipeline without a template: the faces are taken to be in the framing of their size
+            template = load_template(template_for_size(size), size)
         identity = ev.identity
         needs_identity = ev.metrics is None or bool(set(ev.metrics) & set(E.IDENTITY_METRICS))
         if needs_identity and (identity in ("sface", "facenet") or identity.startswith("facenet:")):
