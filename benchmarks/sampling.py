@@ -1,6 +1,6 @@
 """Sampling throughput and memory of ``DiffRestorePipeline`` on aligned faces (no detection, no file I/O).
 
-    python benchmarks/sampling.py                                   # bundled 128 px model, this machine's device
+    python benchmarks/sampling.py                                   # bundled model, default preset, this machine's device
     python benchmarks/sampling.py --model-config configs/model/ffhq512.yaml --batch-sizes 1,8,32
     python benchmarks/sampling.py --guidance 0,0.05 --channels-last --compile reduce-overhead --append
 
@@ -20,10 +20,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_header, peak_memory_gib, report, reset_peak_memory, time_call  # noqa: E402
 
-from diffrestore.options import COMPILE_MODES, DTYPES  # noqa: E402
+from diffrestore.options import COMPILE_MODES, DTYPES, SamplingOptions  # noqa: E402
 from diffrestore.pipeline import BUNDLED_MODEL, DiffRestorePipeline  # noqa: E402
 from diffrestore.sweep.ablation import AblationOptions, restore_ablated  # noqa: E402
 from diffrestore.restore import resolve_device  # noqa: E402
+
+DEFAULTS = SamplingOptions()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,8 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--guidance", default="0", help="comma-separated guidance scales (0 = unguided)")
     p.add_argument("--guidance-every", type=int, default=1)
     p.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale (2 = the UNet twice)")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--start-t", type=int, default=100)
+    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="DDIM steps (default: the default preset's)")
+    p.add_argument("--start-t", type=int, default=DEFAULTS.start_t, help="DifFace's N (default: the default preset's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
     p.add_argument("--channels-last", action="store_true")
