@@ -306,9 +306,10 @@ class DiffRestorePipeline(DiffusionPipeline):
                                   eta=options.eta, generator=generator, pure_noise=pure_noise, guidance=guidance,
                                   callback=on_step)
 
-    def finish(self, z0: Tensor, estimate: Tensor, options: SamplingOptions) -> Tensor:
-        """Decode z_0 (quantized), fix its colours against the backbone estimate, clamp to [-1, 1]."""
-        restored = self.decode(z0)
+    def finish(self, z0: Tensor, estimate: Tensor, options: SamplingOptions, quantize: bool = True) -> Tensor:
+        """Decode z_0 (through the codebook unless ``quantize=False``), fix its colours against the backbone
+        estimate, clamp to [-1, 1]."""
+        restored = self.decode(z0, quantize)
         if options.color_fix != "none":
             restored = COLOR_FIX_FUNCTIONS[options.color_fix](restored, estimate, self.color_fix_levels)
         return restored.clamp(-1, 1)

@@ -323,3 +323,12 @@ def test_guidance_target_chooses_what_identity_is_pulled_towards(pipe, lq):
     assert torch.equal(ablate(pipe, lq, guidance=0.5, mask="full"), towards_backbone)  # the default
     with pytest.raises(ValueError, match="guidance_target"):
         call(pipe, lq, guidance=0.5, guidance_target="hq")
+
+
+def test_the_quantize_switch_decodes_the_sampled_latent_without_the_codebook(pipe, lq):
+    z0 = latents_of(pipe, lq, run=ablate)
+    raw = ablate(pipe, lq, quantize=False)
+    options = AblationOptions(steps=4, start_t=300)
+    expected = pipe.finish(z0, pipe.estimate(lq), options, quantize=False)
+    torch.testing.assert_close(raw, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(raw, ablate(pipe, lq), atol=1e-3)

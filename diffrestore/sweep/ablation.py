@@ -8,7 +8,8 @@ They are not settings of the pipeline call: each recombines the pipeline's steps
   ``noise`` (pure noise from the last training timestep; ``start_t`` is ignored);
 - ``condition``: None = as trained; False on a conditional model feeds a zero condition (the
   unconditional branch of condition dropout); True on an unconditional model is an error;
-- ``backbone_only``: the L2 backbone's estimate f(y) itself (no VQGAN, no diffusion).
+- ``backbone_only``: the L2 backbone's estimate f(y) itself (no VQGAN, no diffusion);
+- ``quantize``: False decodes the sampled z_0 without snapping it to the codebook.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class AblationOptions(RestoreOptions):
     start_from: str = "backbone"  # backbone | lq | noise
     condition: Optional[bool] = None  # None = as the model was trained; false = zero condition
     backbone_only: bool = False  # output the L2 backbone's estimate alone (no diffusion prior)
+    quantize: bool = True  # false = decode z_0 without the codebook
 
     def problems(self, num_train_timesteps: Optional[int] = None) -> list[tuple[str, str]]:
         rules = [("mask", self.mask in MASKS, one_of(MASKS)),
@@ -63,7 +65,7 @@ def restore_ablated(pipe: DiffRestorePipeline, lq: Tensor, options: AblationOpti
         guidance = pipe.identity_guidance(lq, estimate, options, ablation_mask(pipe, options.mask, z_start))
     z0 = pipe.sample_latents(z_start, condition, options, generator, guidance,
                              pure_noise=options.start_from == "noise")
-    return pipe.finish(z0, estimate, options)
+    return pipe.finish(z0, estimate, options, quantize=options.quantize)
 
 
 def start_latent(pipe: DiffRestorePipeline, start_from: str, estimate: Tensor, lq_latent: Optional[Tensor]) -> Tensor:
