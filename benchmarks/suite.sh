@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The commands behind benchmarks/RESULTS.md, by section (run from the repo root):
-#   bash benchmarks/suite.sh sampling    # one GPU: the default model's architecture, per preset; the 128 px model
+#   bash benchmarks/suite.sh sampling    # one GPU: the default model's architecture, per preset
 #   bash benchmarks/suite.sh training    # one GPU: every stage at 128 px, every 512 px config one step
 #   bash benchmarks/suite.sh scaling     # the score stage on 1 and 2 GPUs (GPUS="1 2 4" SIZES=512 for more)
 #   bash benchmarks/suite.sh flops       # anywhere: FLOPs per face, share of the peak of the measured faces/s
@@ -15,13 +15,12 @@ S="$PY benchmarks/sampling.py --append --results $RESULTS"
 T="$PY benchmarks/training.py --append --results $RESULTS --random-pretrained"
 case $1 in
 sampling)  # the default model's architecture with random weights (speed does not depend on them; its 72 MB of
-           # weights cannot travel to a GPU machine beside the tree), then the 128 px model at its own preset
+           # weights cannot travel to a GPU machine beside the tree); the 128 px model's rows are session 1's
   M256="--model-config configs/model/celebahq256.yaml"
   $S $M256 --batch-sizes 1,16,64,256                                  # the default preset
   $S $M256 --batch-sizes 1,64,256 --cfg-scale 2                       # quality.yaml
   $S $M256 --batch-sizes 1,64,256 --guidance 1 --guidance-every 2     # identity guidance, every 2nd step
   $S $M256 --batch-sizes 1,64,256 --channels-last --compile reduce-overhead
-  $S --model utkface128 --batch-sizes 1,64,256 --steps 50 --guidance 0.5 --guidance-every 5
   ;;
 training)
   for stage in vqgan backbone score identity irn mask; do

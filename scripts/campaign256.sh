@@ -5,12 +5,13 @@
 # from data/init/<model> (ignored copies of campaign/celebahq256/<model>: the tracked folder is too big to travel).
 #   bash scripts/campaign256.sh d    # exclusive GPU: per-stage and degradation benchmarks; decoder-only VQGAN on part0
 #   bash scripts/campaign256.sh vq   # decoder-only VQGAN on part0 for the whole call (d without the benchmarks)
-#   bash scripts/campaign256.sh e    # score warm from data/init/unet on part0 (+ decoder resumed if the GPU has room)
-#   bash scripts/campaign256.sh f    # score and decoder resumed on all faces, mask at a small guidance step
 #   bash scripts/campaign256.sh g    # backbone warm from data/init/backbone on part0, alone
 #   bash scripts/campaign256.sh h    # backbone resumed on all faces, alone
 #   bash scripts/campaign256.sh i    # score warm from data/init/unet on all faces (staged by g and h), compiled, alone
-# Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c) are in git history; their outcome in docs/training.md.
+#   bash scripts/campaign256.sh j    # exclusive GPU: sampling speed of the default model, the compile benchmark; decoder on part0
+#   bash scripts/campaign256.sh k    # decoder resumed on all faces (part1 carried; part0 staged by j), alone
+# Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
+# outcome in docs/training.md.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; RUNS=${RUNS:-/tmp/runs}; DATA=${DATA:-/tmp/celebahq256}
 mkdir -p "$OUT" "$RUNS" "$DATA/train"
@@ -67,24 +68,6 @@ vq)
   cat $RUNS/vqdec/export/vqgan/reconstruction.json
   pack vq $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export/vqgan/reconstruction.json $(ls -d $RUNS/vqdec/samples/* | tail -1)
   ;;
-e)
-  train score score "$(left_minutes 560 75)" init.unet=data/init/unet pretrained.vqgan=data/init/vqgan \
-    data.hq_dir=$DATA/train/part0 &
-  [ -n "${WITH_DECODER:-}" ] && train vqgan vqdec "$(left_minutes 560 75)" --resume latest init.vqgan=data/init/vqgan \
-    data.hq_dir=$DATA/train/part0 $DECODER &
-  wait
-  pack e $RUNS/*.log $RUNS/*/log.jsonl $RUNS/score/export $(ls -d $RUNS/score/samples/* | tail -1)
-  ;;
-f)
-  train score score "$(left_minutes 560 75)" --resume latest init.unet=data/init/unet pretrained.vqgan=data/init/vqgan &
-  train vqgan vqdec "$(left_minutes 560 75)" --resume latest init.vqgan=data/init/vqgan $DECODER &
-  train mask mask "$(left_minutes 560 75)" pretrained.vqgan=$RUNS/vqdec/export/vqgan pretrained.backbone=data/init/backbone \
-    pretrained.identity=data/init/identity pretrained.irn=data/init/irn loss.step_size=$MASK_STEP &
-  wait
-  cat $RUNS/vqdec/export/vqgan/reconstruction.json $RUNS/mask/export/mask/mask_eval.json
-  pack f $RUNS/*.log $RUNS/*/log.jsonl $RUNS/score/export $RUNS/vqdec/export $RUNS/mask/export \
-    $(ls -d $RUNS/score/samples/* | tail -1) $(ls -d $RUNS/vqdec/samples/* | tail -1) $(ls -d $RUNS/mask/samples/* | tail -1)
-  ;;
 g)
   nvidia-smi -L
   train backbone backbone "$(left_minutes 560 45)" init.backbone=data/init/backbone data.hq_dir=$DATA/train/part0
@@ -100,8 +83,28 @@ i)
   grep -c "Recompiling" $RUNS/score.log
   pack i $RUNS/*.log $RUNS/*/log.jsonl $RUNS/score/export $(ls -d $RUNS/score/samples/* | tail -1)
   ;;
+j)
+  nvidia-smi -L
+  RESULTS=$OUT/RESULTS.md timeout 240 bash benchmarks/suite.sh sampling > $RUNS/bench_sampling.log 2>&1
+  echo "bench sampling: exit $?"; grep -E "^\| [0-9]" $RUNS/bench_sampling.log
+  timeout 200 python3 benchmarks/training.py --config configs/train/celebahq256/score.yaml --random-pretrained \
+    data.hq_dir=$DATA/train/part0 data.val_dir=null compile=false --steps 10 $RESULTS > $RUNS/bench_score_eager.log 2>&1
+  echo "bench score eager: exit $?"; grep -E "^\| (model|end)" $RUNS/bench_score_eager.log
+  timeout 200 python3 benchmarks/training.py --config configs/train/celebahq256/score.yaml --random-pretrained \
+    data.hq_dir=$DATA/train/part0 data.val_dir=null compile=true --steps 10 $RESULTS > $RUNS/bench_score_compiled.log 2>&1
+  echo "bench score compiled: exit $?"; grep -E "^\| (model|end)" $RUNS/bench_score_compiled.log
+  train vqgan vqdec "$(left_minutes 560 60)" init.vqgan=data/init/vqgan data.hq_dir=$DATA/train/part0 $DECODER
+  cat $RUNS/vqdec/export/vqgan/reconstruction.json
+  pack j $OUT/RESULTS.md $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export/vqgan/reconstruction.json \
+    $(ls -d $RUNS/vqdec/samples/* | tail -1)
+  ;;
+k)
+  train vqgan vqdec "$(left_minutes 560 60)" --resume latest init.vqgan=data/init/vqgan $DECODER
+  cat $RUNS/vqdec/export/vqgan/reconstruction.json
+  pack k $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export $(ls -d $RUNS/vqdec/samples/* | tail -1)
+  ;;
 *)
-  echo "usage: $0 d|vq|e|f|g|h|i" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k" >&2; exit 2
   ;;
 esac
 ls -la $OUT
