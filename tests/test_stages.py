@@ -43,22 +43,24 @@ def runs(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("runs")
 
 
-def make_config(runs: Path, faces: Path, stage: str, *overrides: str):
-    """The stage's shipped config on the tiny model, made small and CPU-friendly."""
+def make_config(runs: Path, faces: Path, stage: str, *overrides: str, run: str | None = None):
+    """The stage's shipped config on the tiny model, made small and CPU-friendly, written to ``runs/run``
+    (default: the stage's name)."""
     config = runs / f"{stage}.yaml"
     config.write_text(f"defaults: [{REPO}/configs/train/{stage}.yaml, {REPO}/configs/model/tiny.yaml]\n")
     # embedding_dim 128: the SFace teacher's dimension, which the distilled phi (and the IRN) must share
     return load_config(config, TrainConfig, [
-        f"output_dir={runs / stage}", f"data.hq_dir={faces / 'train'}", f"data.val_dir={faces / 'val'}",
+        f"output_dir={runs / (run or stage)}", f"data.hq_dir={faces / 'train'}", f"data.val_dir={faces / 'val'}",
         "data.num_workers=0", "mixed_precision='no'", "log_with=none", "batch_size=4", "log_every=5",
         "sample_every=1000", "checkpoint_every=1000", "optim.warmup_steps=0", "optim.lr_schedule=constant",
         "model.identity.embedding_dim=128", "model.irn.embedding_dim=128", *overrides])
 
 
-def train(runs: Path, faces: Path, stage: str, steps: int, *overrides: str) -> tuple[Path, list[dict]]:
-    cfg = make_config(runs, faces, stage, f"max_steps={steps}", *overrides)
+def train(runs: Path, faces: Path, stage: str, steps: int, *overrides: str,
+          run: str | None = None) -> tuple[Path, list[dict]]:
+    cfg = make_config(runs, faces, stage, f"max_steps={steps}", *overrides, run=run)
     out = Trainer(cfg, STAGES[stage](cfg)).train()
-    logs = [json.loads(line) for line in (runs / stage / "log.jsonl").read_text().splitlines()]
+    logs = [json.loads(line) for line in (runs / (run or stage) / "log.jsonl").read_text().splitlines()]
     return out, logs
 
 
@@ -162,9 +164,14 @@ def test_identity_stage(identity_run, runs):
     assert net.config.embedding_dim == 128
 
 
-def test_score_stage(runs, faces, vqgan_run):
-    out, logs = train(runs, faces, "score", 60, "optim.lr=1e-3", "loss.sample_steps=3", "sample_every=60",
-                      f"pretrained.vqgan={vqgan_run[0] / 'vqgan'}")
+@pytest.fixture(scope="module")
+def score_run(runs, faces, vqgan_run):
+    return train(runs, faces, "score", 60, "optim.lr=1e-3", "loss.sample_steps=3", "sample_every=60",
+                 f"pretrained.vqgan={vqgan_run[0] / 'vqgan'}")
+
+
+def test_score_stage(runs, score_run):
+    out, logs = score_run
     assert_decreases(logs, "loss/unet")
     assert sorted(p.name for p in Path(out).iterdir()) == ["unet"]
     unet = UNet2DModel.from_pretrained(str(out / "unet"))
@@ -195,6 +202,36 @@ def test_mask_stage(runs, faces, vqgan_run, backbone_run, identity_run, irn_run)
     with torch.no_grad():
         assert abs(results["learned"]["mask_mean"] - float(mask().float().mean())) < 1e-2
     assert report["protocol"]["images"] == 4 and report["protocol"]["step_size"] == 1.0
+
+
+def test_mask_stage_on_the_prior_prediction(runs, faces, vqgan_run, backbone_run, identity_run, irn_run, score_run):
+    """``loss.max_t`` > 0: the guided step of the sampler, on the score model's z0 prediction from a
+    timestep of its range, towards phi(f(y)); the evaluation draws the same timesteps at every export."""
+    pretrained = [f"pretrained.{name}={run[0] / name}" for name, run in
+                  (("vqgan", vqgan_run), ("backbone", backbone_run), ("identity", identity_run),
+                   ("irn", irn_run), ("unet", score_run))]
+    overrides = ("optim.lr=0.1", "loss.eval_images=4", "loss.max_t=100", "loss.target=backbone", *pretrained)
+    out, logs = train(runs, faces, "mask", 40, *overrides, run="mask_prior")
+    assert_decreases(logs, "loss/mask")
+    report = json.loads((Path(out) / "mask_eval.json").read_text())
+    assert report["protocol"]["max_t"] == 100 and report["protocol"]["target"] == "backbone"
+    results = report["results"]
+    assert results["all_ones"]["change"] > 0 and results["all_zeros"]["change"] == 0.0
+    stage = STAGES["mask"](make_config(runs, faces, "mask", *overrides, run="mask_prior"))
+    mask = LatentMask.from_pretrained(str(out / "mask"))
+    again = stage.evaluate(mask)["results"]  # same noise and timesteps: the same figures (up to the fp16 export)
+    for name, values in results.items():
+        assert again[name] == pytest.approx(values, rel=1e-3, abs=1e-5)
+
+
+def test_mask_stage_without_a_score_model_names_the_key(runs, faces, vqgan_run, backbone_run, identity_run, irn_run):
+    pretrained = [f"pretrained.{name}={run[0] / name}" for name, run in
+                  (("vqgan", vqgan_run), ("backbone", backbone_run), ("identity", identity_run), ("irn", irn_run))]
+    stage = STAGES["mask"](make_config(runs, faces, "mask", "loss.max_t=100", *pretrained, run="mask_no_unet"))
+    with pytest.raises(ConfigError, match="pretrained.unet"):
+        stage.build_frozen()
+    with pytest.raises(ConfigError, match="loss.target"):
+        STAGES["mask"](make_config(runs, faces, "mask", "loss.target=truth", *pretrained, run="mask_bad_target"))
 
 
 # ----------------------------------------------------------------------------------- config errors

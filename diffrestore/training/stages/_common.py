@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
-from diffusers import VQModel
+from diffusers import UNet2DModel, VQModel
 from omegaconf import DictConfig
 from torch import Tensor, nn
 from torchvision.utils import make_grid
@@ -73,6 +73,10 @@ def load_vqgan(cfg: TrainConfig) -> VQModel:
 
 def load_backbone(cfg: TrainConfig) -> nn.Module:
     return RestorationNet.from_pretrained(pretrained_path(cfg, "backbone"), torch_dtype=torch.float32)
+
+
+def load_unet(cfg: TrainConfig) -> UNet2DModel:
+    return UNet2DModel.from_pretrained(pretrained_path(cfg, "unet"), torch_dtype=torch.float32)
 
 
 def load_irn(cfg: TrainConfig) -> nn.Module:

@@ -1,17 +1,23 @@
-"""Stage ``mask``: the latent mask M of CLR-Face, learned with frozen vqgan, backbone, identity phi and IRN.
+"""Stage ``mask``: the latent mask M of CLR-Face, learned with frozen vqgan, backbone, score model,
+identity phi (and IRN).
 
-Per batch (y the LQ face, x the HQ face), mirroring one step of the sampler's identity guidance
-(``samplers.guidance``) on the clean latent (alpha_bar = 1, so z0_hat = z):
+Per batch (y the LQ face, x the HQ face), one guided step of the sampler (``samplers.guidance``,
+``samplers.difface``) at a timestep of its range:
 
-    z  = scaling_factor * E(backbone(y))                  # continuous, before quantization
-    g  = grad_z [1 - cos(phi(D(z)), IRN(y))] / RMS         # unit RMS per sample; D decodes WITHOUT
-                                                           # quantization (as the sampler's guidance)
-    z' = z - step_size * M * g
-    loss = identity_weight * (1 - cos(phi(D(z')), phi(x)))   # identity gain w.r.t. the TRUE identity
-         + change_weight * mean|D(z') - D(z)|                # change is penalised
-         + sparsity_weight * mean(M)
+    z     = scaling_factor * E(backbone(y))                       # what DifFace diffuses
+    z_t   = sqrt(abar_t) z + sqrt(1 - abar_t) n,  t ~ U{1..max_t}  # max_t: the sampler's N
+    z0    = (z_t - sqrt(1 - abar_t) eps(z_t, t, E(y))) / sqrt(abar_t)   # the prior's prediction
+    g     = grad_z0 [1 - cos(phi(D(z0)), target)] / RMS           # unit RMS per sample; D decodes WITHOUT
+                                                                  # quantization (as the sampler's guidance)
+    z0'   = z0 - step_size * M * g
+    loss  = identity_weight * (1 - cos(phi(D(z0')), phi(x)))      # identity gain w.r.t. the TRUE identity
+          + change_weight * mean|D(z0') - D(z0)|                  # change is penalised
+          + sparsity_weight * mean(M)
 
-g is a constant for the mask (as in the sampler); the loss reaches M through D(z'). The export writes
+``target`` is the sampler's (``guidance_target``): phi(f(y)) (``backbone``, its default) or IRN(y).
+``max_t = 0`` takes the backbone's clean latent for z0 (no score model; the stage before session 5,
+which trained for a target the sampler does not use, from a latent it never guides). g is a constant
+for the mask (as in the sampler); the loss reaches M through D(z0'). The export writes
 ``mask_eval.json``: on the validation pairs, the learned mask against all-ones (no mask), a uniform
 mask of the learned mask's mean (same budget, no "where") and all-zeros (no guidance), at the same
 step size; identity cosine to the HQ face (phi, and SFace where it is installed, which is not the
@@ -27,21 +33,28 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
+from diffusers import DDPMScheduler
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from samplers.guidance import IdentityGuidance, identity_gradient, identity_loss
 
-from ...builders import build_mask, load_template
+from ...builders import build_mask, build_scheduler, load_template
+from ...config import ConfigError
 from ...latents import decode_latents, encode_latents
 from ...models import SFaceIdentity
 from ..stage import Losses, Stage
-from ._common import (check_embedding_dims, image_rows, load_backbone, load_identity_network, load_irn,
+from ._common import (check_embedding_dims, image_rows, load_backbone, load_identity_network, load_irn, load_unet,
                       load_vqgan, loss_config, paired_dataset, paired_val_dataset, require_identity, save_fp16)
+
+
+TARGETS = ("backbone", "irn")
 
 
 @dataclass
 class MaskLoss:
     step_size: float = 1.0  # latent units per step (the gradient has unit RMS), like the sampler's scale
+    max_t: int = 0  # guided timesteps t ~ U{1..max_t} (the sampler's N); 0 = the backbone's clean latent
+    target: str = "irn"  # what the gradient pulls phi(D(z0)) towards: backbone = phi(f(y)), irn = IRN(y)
     identity_weight: float = 1.0
     change_weight: float = 1.0
     sparsity_weight: float = 0.01
@@ -59,21 +72,42 @@ class GuidanceProblem:
     decode: Callable[[Tensor], Tensor]
 
 
-def prepare(frozen: dict[str, nn.Module], lq: Tensor, hq: Tensor) -> GuidanceProblem:
+def prepare(frozen: dict[str, nn.Module], lq: Tensor, hq: Tensor, loss: MaskLoss,
+            scheduler: DDPMScheduler | None = None, generator: torch.Generator | None = None) -> GuidanceProblem:
     vqgan, identity = frozen["vqgan"], frozen["identity"]
 
     def decode(latents: Tensor) -> Tensor:
         return decode_latents(vqgan, latents, quantize=False)
 
     with torch.no_grad():
-        z = encode_latents(vqgan, frozen["backbone"](lq))
-        target = frozen["irn"](lq).float()
+        estimate = frozen["backbone"](lq)
+        z = encode_latents(vqgan, estimate)
+        if loss.max_t > 0:
+            unet = frozen["unet"]
+            condition = encode_latents(vqgan, lq) if unet.config.in_channels > z.shape[1] else None
+            z = predicted_clean_latent(unet, scheduler, z, condition, loss.max_t, generator)
+        target = (frozen["irn"](lq) if loss.target == "irn" else identity(estimate)).float()
         true_identity = identity(hq).float()
         before = decode(z)
     guidance = IdentityGuidance(decode=decode, embed=identity, target=target, mask=torch.ones_like(z[:1]),
                                 scale=1.0)
     gradient = identity_gradient(guidance, z, torch.zeros_like(z), 1.0)
     return GuidanceProblem(z, before, gradient, true_identity, decode)
+
+
+def predicted_clean_latent(unet: nn.Module, scheduler: DDPMScheduler, z: Tensor, condition: Tensor | None,
+                           max_t: int, generator: torch.Generator | None = None) -> Tensor:
+    """The score model's z0 prediction from ``z`` diffused to t ~ U{1..max_t} (per sample); ``condition``
+    E(y) for a conditional UNet (None otherwise)."""
+    # drawn on the CPU (the global stream, or ``generator``), the same on every device
+    t = torch.randint(1, max_t + 1, (z.shape[0],), generator=generator).to(z.device)
+    noise = torch.randn(z.shape, generator=generator).to(z)
+    alpha_bar = scheduler.alphas_cumprod.to(z.device, torch.float32)[t].view(-1, 1, 1, 1)
+    z_t = alpha_bar.sqrt() * z + (1 - alpha_bar).sqrt() * noise
+    inputs = z_t if condition is None else torch.cat([z_t, condition], dim=1)
+    dtype = next(unet.parameters()).dtype
+    eps = unet(inputs.to(dtype), t).sample.float()
+    return (z_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
 
 
 class MaskedStep(nn.Module):
@@ -100,6 +134,11 @@ class MaskStage(Stage):
         super().__init__(cfg)
         self.loss_cfg = loss_config(MaskLoss, cfg)
         self.identity_spec = require_identity(cfg)
+        if self.loss_cfg.target not in TARGETS:
+            raise ConfigError(f"config key 'loss.target': {self.loss_cfg.target!r} is not one of {TARGETS}")
+        if self.loss_cfg.max_t < 0:
+            raise ConfigError(f"config key 'loss.max_t': {self.loss_cfg.max_t} is negative (0 = the clean latent)")
+        self.scheduler = build_scheduler(cfg.model) if self.loss_cfg.max_t > 0 else None
 
     def build_models(self) -> dict[str, nn.Module]:
         return {"mask": MaskedStep(build_mask(self.cfg.model))}
@@ -107,7 +146,10 @@ class MaskStage(Stage):
     def build_frozen(self) -> dict[str, nn.Module]:
         irn, identity = load_irn(self.cfg), load_identity_network(self.identity_spec, self.cfg.model)
         check_embedding_dims(irn.config.embedding_dim, identity, self.cfg.model)
-        return {"vqgan": load_vqgan(self.cfg), "backbone": load_backbone(self.cfg), "irn": irn, "identity": identity}
+        frozen = {"vqgan": load_vqgan(self.cfg), "backbone": load_backbone(self.cfg), "irn": irn, "identity": identity}
+        if self.loss_cfg.max_t > 0:
+            frozen["unet"] = load_unet(self.cfg)
+        return frozen
 
     def train_dataset(self) -> Dataset:
         return paired_dataset(self.cfg, self.cfg.data.hq_dir)
@@ -127,7 +169,7 @@ class MaskStage(Stage):
         return {"objective": objective, "cos_hq": 1 - identity_term, "change": change, "mask_mean": sparsity}, after
 
     def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
-        problem = prepare(frozen, batch["lq"], batch["hq"])
+        problem = prepare(frozen, batch["lq"], batch["hq"], self.loss_cfg, self.scheduler)
         terms, _ = self._terms(frozen, problem, models["mask"], self.unwrap(models["mask"]).mask())
         with torch.no_grad():
             cos_before = 1 - identity_loss(frozen["identity"](problem.before), problem.true_identity).mean()
@@ -138,7 +180,7 @@ class MaskStage(Stage):
     def make_grid(self, models, frozen, batch: dict[str, Tensor]) -> Tensor:
         """Rows: LQ, D(z) (no guidance), learned mask, all-ones mask, HQ; then the mask (channel mean)."""
         lq, hq = batch["lq"][:8], batch["hq"][:8]
-        problem = prepare(frozen, lq, hq)
+        problem = prepare(frozen, lq, hq, self.loss_cfg, self.scheduler, _generator())
         mask = models["mask"].mask()
         _, learned = self._terms(frozen, problem, models["mask"], mask)
         _, ones = self._terms(frozen, problem, fixed_step(torch.ones_like(mask)), mask)
@@ -168,9 +210,10 @@ class MaskStage(Stage):
                  "uniform_mean": torch.full_like(learned, float(learned.mean())),
                  "all_zeros": torch.zeros_like(learned)}
         sums: dict[str, dict[str, float]] = {name: {} for name in masks}
+        generator = _generator()  # the same timesteps and noise for every mask and every export
         for batch in DataLoader(Subset(dataset, range(n)), batch_size=32):
             lq, hq = batch["lq"].to(device), batch["hq"].to(device)
-            problem = prepare(frozen, lq, hq)
+            problem = prepare(frozen, lq, hq, self.loss_cfg, self.scheduler, generator)
             hq_sface = sface(hq) if sface else None
             for name, mask in masks.items():
                 with torch.no_grad():
@@ -184,6 +227,7 @@ class MaskStage(Stage):
         return {
             "protocol": {"images": n, "source": self.cfg.data.val_dir or self.cfg.data.hq_dir,
                          "degradation_seed": self.cfg.seed, "step_size": self.loss_cfg.step_size,
+                         "max_t": self.loss_cfg.max_t, "target": self.loss_cfg.target,
                          "decode": "VQGAN decoder without quantization", "identity": str(self.identity_spec),
                          "objective": "identity_weight*(1-cos_hq) + change_weight*change + sparsity_weight*mask_mean",
                          "weights": {k: getattr(self.loss_cfg, k) for k in
@@ -192,6 +236,10 @@ class MaskStage(Stage):
             "results": results,
             "learned_beats_all_ones": results["learned"]["objective"] < results["all_ones"]["objective"],
         }
+
+
+def _generator() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
 
 
 def _sface_or_reason(cfg) -> tuple[Callable[[Tensor], Tensor] | None, str]:
