@@ -2,14 +2,16 @@
 # The GPU campaign of the 256 px default model, one phase per device call (docs/training.md has the
 # protocol: what each call carries, what comes back, what is committed). Runs on the GPU machine from
 # the repo root; checkpoints stay in $RUNS (/tmp there) between back-to-back calls. Warm starts come
-# from data/init/<model> (ignored copies of campaign/celebahq256/<model>: the tracked folder is too big to travel).
+# from data/init/<model> (ignored copies of the bundled model's folders, too big to travel together), staged in
+# /tmp/init on the machine so that a later call of the lease finds what an earlier one carried.
 #   bash scripts/campaign256.sh d    # exclusive GPU: per-stage and degradation benchmarks; decoder-only VQGAN on part0
 #   bash scripts/campaign256.sh vq   # decoder-only VQGAN on part0 for the whole call (d without the benchmarks)
 #   bash scripts/campaign256.sh g    # backbone warm from data/init/backbone on part0, alone
 #   bash scripts/campaign256.sh h    # backbone resumed on all faces, alone
 #   bash scripts/campaign256.sh i    # score warm from data/init/unet on all faces (staged by g and h), compiled, alone
 #   bash scripts/campaign256.sh j    # exclusive GPU: sampling speed of the default model, the compile benchmark; decoder on part0
-#   bash scripts/campaign256.sh k    # decoder resumed on all faces (part1 carried; part0 staged by j), alone
+#   bash scripts/campaign256.sh k    # decoder resumed on all faces (part1 and init/backbone carried; part0 by j), alone
+#   bash scripts/campaign256.sh l    # mask on the prior's z0 prediction (init/unet, identity, irn carried), alone
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
 # outcome in docs/training.md.
 set -uo pipefail
@@ -20,6 +22,9 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
 export PYTHONPATH=/tmp/site:$PWD
+INIT=/tmp/init  # warm starts and frozen models carried now or by an earlier call of this lease
+mkdir -p $INIT; for m in data/init/*; do [ -d "$m" ] && rm -rf "$INIT/$(basename $m)" && cp -r "$m" $INIT/; done
+echo "init: $(ls $INIT | tr '\n' ' ')"
 for part in data/celebahq256/train/part*; do [ -d "$DATA/train/$(basename $part)" ] || cp -r "$part" "$DATA/train/"; done
 [ -d "$DATA/val" ] || cp -r data/celebahq256/val "$DATA/val"
 echo "faces: $(find $DATA/train -type f | wc -l) train, $(find $DATA/val -type f | wc -l) val"
@@ -58,28 +63,28 @@ d)
   timeout 120 python3 benchmarks/degradations.py --hq $DATA/train/part0 --resolution 256 --workers 16 $RESULTS \
     > $RUNS/bench_degradations.log 2>&1
   echo "bench degradations: exit $?"; grep -E "^\|" $RUNS/bench_degradations.log | tail -6
-  train vqgan vqdec "$(left_minutes 560 60)" init.vqgan=data/init/vqgan data.hq_dir=$DATA/train/part0 $DECODER
+  train vqgan vqdec "$(left_minutes 560 60)" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $DECODER
   cat $RUNS/vqdec/export/vqgan/reconstruction.json
   pack d $OUT/RESULTS.md $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export/vqgan/reconstruction.json \
     $(ls -d $RUNS/vqdec/samples/* | tail -1)
   ;;
 vq)
-  train vqgan vqdec "$(left_minutes 560 60)" init.vqgan=data/init/vqgan data.hq_dir=$DATA/train/part0 $DECODER
+  train vqgan vqdec "$(left_minutes 560 60)" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $DECODER
   cat $RUNS/vqdec/export/vqgan/reconstruction.json
   pack vq $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export/vqgan/reconstruction.json $(ls -d $RUNS/vqdec/samples/* | tail -1)
   ;;
 g)
   nvidia-smi -L
-  train backbone backbone "$(left_minutes 560 45)" init.backbone=data/init/backbone data.hq_dir=$DATA/train/part0
+  train backbone backbone "$(left_minutes 560 45)" init.backbone=$INIT/backbone data.hq_dir=$DATA/train/part0
   pack g $RUNS/*.log $RUNS/*/log.jsonl $RUNS/backbone/export $(ls -d $RUNS/backbone/samples/* | tail -1)
   ;;
 h)
-  train backbone backbone "$(left_minutes 560 45)" --resume latest init.backbone=data/init/backbone
+  train backbone backbone "$(left_minutes 560 45)" --resume latest init.backbone=$INIT/backbone
   pack h $RUNS/*.log $RUNS/*/log.jsonl $RUNS/backbone/export $(ls -d $RUNS/backbone/samples/* | tail -1)
   ;;
 i)
-  TORCH_LOGS=graph_breaks,recompiles train score score "$(left_minutes 560 75)" init.unet=data/init/unet \
-    pretrained.vqgan=data/init/vqgan
+  TORCH_LOGS=graph_breaks,recompiles train score score "$(left_minutes 560 75)" init.unet=$INIT/unet \
+    pretrained.vqgan=$INIT/vqgan
   grep -c "Recompiling" $RUNS/score.log
   pack i $RUNS/*.log $RUNS/*/log.jsonl $RUNS/score/export $(ls -d $RUNS/score/samples/* | tail -1)
   ;;
@@ -93,18 +98,24 @@ j)
   timeout 200 python3 benchmarks/training.py --config configs/train/celebahq256/score.yaml --random-pretrained \
     data.hq_dir=$DATA/train/part0 data.val_dir=null compile=true --steps 10 $RESULTS > $RUNS/bench_score_compiled.log 2>&1
   echo "bench score compiled: exit $?"; grep -E "^\| (model|end)" $RUNS/bench_score_compiled.log
-  train vqgan vqdec "$(left_minutes 560 60)" init.vqgan=data/init/vqgan data.hq_dir=$DATA/train/part0 $DECODER
+  train vqgan vqdec "$(left_minutes 560 60)" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $DECODER
   cat $RUNS/vqdec/export/vqgan/reconstruction.json
   pack j $OUT/RESULTS.md $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export/vqgan/reconstruction.json \
     $(ls -d $RUNS/vqdec/samples/* | tail -1)
   ;;
 k)
-  train vqgan vqdec "$(left_minutes 560 60)" --resume latest init.vqgan=data/init/vqgan $DECODER
+  train vqgan vqdec "$(left_minutes 560 60)" --resume latest init.vqgan=$INIT/vqgan $DECODER
   cat $RUNS/vqdec/export/vqgan/reconstruction.json
   pack k $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export $(ls -d $RUNS/vqdec/samples/* | tail -1)
   ;;
+l)
+  train mask maskp "$(left_minutes 560 120)" pretrained.unet=$INIT/unet pretrained.vqgan=$RUNS/vqdec/export/vqgan \
+    pretrained.backbone=$INIT/backbone pretrained.identity=$INIT/identity pretrained.irn=$INIT/irn
+  cat $RUNS/maskp/export/mask_eval.json
+  pack l $RUNS/*.log $RUNS/*/log.jsonl $RUNS/maskp/export $(ls -d $RUNS/maskp/samples/* | tail -1)
+  ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l" >&2; exit 2
   ;;
 esac
 ls -la $OUT
