@@ -15,8 +15,8 @@ Per batch (y the LQ face, x the HQ face), one guided step of the sampler (``samp
           + sparsity_weight * mean(M)
 
 ``target`` is the sampler's (``guidance_target``): phi(f(y)) (``backbone``, its default) or IRN(y).
-``max_t = 0`` takes the backbone's clean latent for z0 (no score model; the stage before session 5,
-which trained for a target the sampler does not use, from a latent it never guides). g is a constant
+``max_t = 0`` takes the backbone's clean latent for z0 (no score model): the stage's first form, which
+with ``target = irn`` learns for a target and a latent that the default sampler never guides. g is a constant
 for the mask (as in the sampler); the loss reaches M through D(z0'). The export writes
 ``mask_eval.json``: on the validation pairs, the learned mask against all-ones (no mask), a uniform
 mask of the learned mask's mean (same budget, no "where") and all-zeros (no guidance), at the same
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch import Tensor, nn
 from diffusers import DDPMScheduler
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from samplers.guidance import IdentityGuidance, identity_gradient, identity_loss
