@@ -22,7 +22,7 @@ from _common import machine_header, peak_memory_gib, report, reset_peak_memory, 
 
 from diffrestore.options import COMPILE_MODES, DTYPES, SamplingOptions  # noqa: E402
 from diffrestore.pipeline import BUNDLED_MODEL, DiffRestorePipeline  # noqa: E402
-from diffrestore.sweep.ablation import AblationOptions, restore_ablated  # noqa: E402
+from diffrestore.ablation import AblationOptions, restore_ablated  # noqa: E402
 from diffrestore.restore import resolve_device  # noqa: E402
 
 DEFAULTS = SamplingOptions()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffrestore.sweep.ablation import AblationOptions, restore_ablated
+from diffrestore.ablation import AblationOptions, restore_ablated
 from diffrestore.assemble import main as assemble_main
 from diffrestore.faces import FaceDetector
 from diffrestore.io import load_image

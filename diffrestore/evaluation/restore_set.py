@@ -12,7 +12,7 @@ face, the model restores it, and the photo path's feathered blend and detail ban
 the set's size. Detection is skipped because it fails on the heaviest degradations of these sets
 (a 512-px face down-sampled 30 times is 17 px), and a face it loses would be scored as its LQ input.
 Options are ``sample.py``'s (``--config`` preset, then ``key=value`` overrides of ``RestoreOptions``)
-and the sweeps' ablation switches (``backbone_only=true``, ``mask=off``: ``diffrestore.sweep.ablation``);
+and the sweeps' ablation switches (``backbone_only=true``, ``mask=off``: ``diffrestore.ablation``);
 existing outputs are skipped, so an interrupted run resumes.
 """
 
@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from ..builders import template_for_size
 from ..config import load_config, merge_config
 from ..io import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil
-from ..sweep.ablation import AblationOptions, AblationRestorer
+from ..ablation import AblationOptions, AblationRestorer
 
 DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "configs" / "sample" / "default.yaml"
 

@@ -4,7 +4,7 @@
 -> ``results`` (table, plots); ``ablation`` holds the switches only sweeps use; ``cli`` the command.
 """
 
-from .ablation import AblationOptions, AblationRestorer, restore_ablated
+from ..ablation import AblationOptions, AblationRestorer, restore_ablated
 from .cli import main, run_sweep
 from .config import Point, SweepConfig, load_sweep
 from .results import write_results

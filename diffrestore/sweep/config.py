@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from ..config import ConfigError, load_config, merge_config
-from .ablation import AblationOptions
+from ..ablation import AblationOptions
 
 TRAIN_PREFIX = "train."
 

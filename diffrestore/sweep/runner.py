@@ -22,7 +22,7 @@ from ..io import list_images, load_image, pil_to_tensor, save_image, spread_subs
 from ..metrics import load_identity_evaluator, vqgan_feature_extractor
 from ..pipeline import DiffRestorePipeline
 from ..restore import resolve_device, resolve_dtype
-from .ablation import AblationOptions, AblationRestorer
+from ..ablation import AblationOptions, AblationRestorer
 from .config import Point
 from .fingerprint import file_digest, files_fingerprint, model_fingerprint, payload_hash
 

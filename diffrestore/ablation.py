@@ -1,4 +1,4 @@
-"""Ablation switches: the method with one of its parts changed, for the sweeps only.
+"""Ablation switches: the method with one of its parts changed, for the sweeps and the evaluation runs.
 
 They are not settings of the pipeline call: each recombines the pipeline's steps
 (``DiffRestorePipeline.estimate`` / ``encode`` / ``identity_guidance`` / ``sample_latents`` / ``finish``).
@@ -20,9 +20,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..options import RestoreOptions, failing, one_of
-from ..pipeline import DiffRestorePipeline
-from ..restore import FaceRestorer
+from .options import RestoreOptions, failing, one_of
+from .pipeline import DiffRestorePipeline
+from .restore import FaceRestorer
 
 MASKS = ("learned", "full", "off")
 START_FROM = ("backbone", "lq", "noise")
