@@ -4,11 +4,14 @@
     python scripts/evaluation_table.py "LQ input=runs/celeba-test-codeformer/eval_lq50" \\
         "pipeline (fast)=runs/celeba-test-codeformer/eval_fast"
     python scripts/evaluation_table.py --paired "backbone=DIR_A" "pipeline=DIR_B" ...
+    python scripts/evaluation_table.py --groups ids,same_person "LQ=DIR_A" "pipeline=DIR_B" ...
 
 Each cell is the mean over the row's images (``summary.json``); the GT column of NIQE and the
 Laplacian variance comes from the first row that has it. ``--paired`` instead compares every row with
 the first, face by face (``per_image.csv``, the faces both have): the mean difference, its standard
-error and the share of faces where the row is higher.
+error and the share of faces where the row is higher. ``--groups METRICS`` prints, for each grouping
+of the reports (``diffrestore-eval --groups utkface``) and each metric, the groups as rows and the
+reports as columns.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ def _cell(summary: dict, key: str, digits: int) -> str:
 
 
 def _per_image(folder: str) -> dict[str, dict[str, float]]:
+    """The numeric columns of ``per_image.csv`` by file (group labels and empty cells left out)."""
+    numeric = {key for key, _, _ in COLUMNS}
     with open(Path(folder) / "per_image.csv") as handle:
-        return {row.pop("file"): {k: float(v) for k, v in row.items() if v not in ("", "nan")}
+        return {row.pop("file"): {k: float(v) for k, v in row.items() if k in numeric and v not in ("", "nan")}
                 for row in csv.DictReader(handle)}
 
 
@@ -61,9 +66,28 @@ def paired_table(specs: list[str]) -> str:
     return markdown_table(["", "n"] + [title for _, title, _ in keys], rows)
 
 
+def group_tables(metrics: list[str], specs: list[str]) -> str:
+    """Per grouping and metric: one row per group (its size from the first report), one column per report."""
+    reports = [(label, json.loads((Path(folder) / "summary.json").read_text())["groups"])
+               for label, folder in (spec.split("=", 1) for spec in specs)]
+    first = reports[0][1]
+    if not first:
+        raise SystemExit(f"{specs[0]}: no per-group summaries (diffrestore-eval --groups ...)")
+    tables = []
+    for grouping, groups in first.items():
+        for metric in metrics:
+            rows = [[name, values["n"]] + [f"{report[grouping][name][metric]:.3f}" for _, report in reports]
+                    for name, values in groups.items()]
+            tables.append(f"{grouping}, {metric}:\n\n" + markdown_table([grouping, "n"] + [label for label, _ in reports], rows))
+    return "\n\n".join(tables)
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--paired":
         print(paired_table(argv[1:]))
+        return 0
+    if argv and argv[0] == "--groups":
+        print(group_tables(argv[1].split(","), argv[2:]))
         return 0
     rows, gt = [], {}
     for spec in argv:
@@ -74,8 +98,8 @@ def main(argv: list[str]) -> int:
         for key in ("niqe_gt", "lapvar_gt"):
             if key not in gt and key in summary["summary"]:
                 gt[key] = summary["summary"][key]["mean"]
-    rows.append(["ground truth", "", "", "", "", "", "", "", f"{gt.get('niqe_gt', float('nan')):.2f}", "",
-                 f"{gt.get('lapvar_gt', float('nan')):.1f}"])
+    niqe_gt, lapvar_gt = (f"{gt[key]:.{digits}f}" if key in gt else "" for key, digits in (("niqe_gt", 2), ("lapvar_gt", 1)))
+    rows.append(["ground truth", "", "", "", "", "", "", "", niqe_gt, "", lapvar_gt])
     print(markdown_table(["", "n"] + [title for _, title, _ in COLUMNS], rows))
     return 0
 
