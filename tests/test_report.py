@@ -57,3 +57,21 @@ def test_pick_faces_spreads_or_sorts_with_nan_last():
     assert [r["file"] for r in R.pick_faces(rows, 2, "ids")] == ["4", "2"]
     assert [r["file"] for r in R.pick_faces(rows, 5, "ids")][-1] == "1"
     assert [r["file"] for r in R.pick_faces(rows, 3)] == ["0", "2", "4"]
+
+
+def test_compared_folders_are_columns_and_a_bad_spec_is_refused_before_scoring(folders, tmp_path, capsys,
+                                                                                monkeypatch):
+    out = tmp_path / "report"
+    argv = ["--restored", str(folders["restored"]), "--gt", str(folders["gt"]), "--metrics", "psnr",
+            "--faces", "2", "--compare", f"other model={folders['backbone']}", "--label", "ours", "--out", str(out)]
+    assert R.main(argv) == 0
+    sheet = Image.open(out / R.SHEET_FILE)
+    tile = 128
+    assert sheet.size[0] == 3 * tile  # other model | ours | ground truth
+    first = R.pick_faces([{"file": p.stem} for p in sorted(folders["gt"].iterdir())], 2)[0]["file"]
+    other_tile = np.asarray(sheet.crop((0, R.CAPTION_HEIGHT, tile, R.CAPTION_HEIGHT + tile)))
+    assert np.array_equal(other_tile, np.asarray(load_image(folders["backbone"] / f"{first}.png")))
+
+    monkeypatch.setattr(R, "evaluate_from_args", lambda args: pytest.fail("scored before the arguments were checked"))
+    assert R.main(argv[:-4] + ["--compare", str(folders["backbone"]), "--out", str(tmp_path / "r2")]) == 2
+    assert "LABEL=FOLDER" in capsys.readouterr().err

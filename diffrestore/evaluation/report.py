@@ -6,8 +6,9 @@
 
 writes ``diffrestore-eval``'s ``per_image.csv``, ``summary.json``, ``summary.md`` and
 ``comparison_sheet.png``: one row per face (``--faces`` of them, evenly spaced over the sorted names,
-or the lowest by ``--sort-by COLUMN``), columns LQ | backbone only | pipeline | ground truth (those
-given), tiles at the restored size unless ``--tile``: zoom in to see the pixels.
+or the lowest by ``--sort-by COLUMN``), columns LQ | backbone only | ``--compare`` folders | pipeline
+(``--label``) | ground truth (those given), tiles at the restored size unless ``--tile``: zoom in to see
+the pixels.
 """
 
 from __future__ import annotations
@@ -68,7 +69,15 @@ def comparison_sheet(columns: dict[str, dict[str, Path]], rows: Sequence[dict], 
 
 
 def sheet_columns(args: argparse.Namespace) -> dict[str, dict[str, Path]]:
-    given = (("LQ", args.lq), ("backbone only", args.backbone), ("pipeline", args.restored), ("ground truth", args.gt))
+    """Column name -> the files of that folder by stem, in the sheet's order."""
+    compared = []
+    for spec in args.compare:
+        label, _, folder = spec.partition("=")
+        if not label or not folder:
+            raise ValueError(f"--compare {spec!r}: give LABEL=FOLDER (e.g. --compare utkface128=runs/utk128)")
+        compared.append((label, folder))
+    given = (("LQ", args.lq), ("backbone only", args.backbone), *compared, (args.label, args.restored),
+             ("ground truth", args.gt))
     return {name: index_by_stem(folder) for name, folder in given if folder is not None}
 
 
@@ -77,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_eval_arguments(parser)
     parser.add_argument("--backbone", help="folder of the backbone-only outputs (a column of the sheet)")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=FOLDER",
+                        help="another folder of restored faces as a column before --restored's (repeatable)")
+    parser.add_argument("--label", default="pipeline", help="the caption of --restored's column")
     parser.add_argument("--faces", type=int, default=8, help="rows of the comparison sheet")
     parser.add_argument("--sort-by", help="show the faces lowest in this per-image column (e.g. ids)")
     parser.add_argument("--tile", type=int, help="tile size in px (default: the restored images' size)")
@@ -87,14 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        columns = sheet_columns(args)  # before scoring: a bad folder is named at once
         result = evaluate_from_args(args)
         paths = write_reports(result, args.out, overwrite=args.overwrite, title=args.title)
         sheet_path = Path(args.out) / SHEET_FILE
         if sheet_path.exists() and not args.overwrite:
             raise FileExistsError(f"{sheet_path}: already exists (pass --overwrite to replace it)")
-        columns = sheet_columns(args)
         rows = pick_faces(result["rows"], args.faces, args.sort_by)
-        tile = args.tile or load_image(columns["pipeline"][rows[0]["file"]]).width
+        tile = args.tile or load_image(columns[args.label][rows[0]["file"]]).width
         comparison_sheet(columns, rows, tile).save(sheet_path)
     except (FileNotFoundError, FileExistsError, ValueError, ImportError, RuntimeError) as err:
         print(f"diffrestore-report: error: {err}", file=sys.stderr)
