@@ -52,7 +52,7 @@ class SamplingOptions:
     start_t: int = 100  # DifFace's N (of 1000): larger = more realism, less fidelity to the backbone estimate
     eta: float = 0.0  # DDIM stochasticity (a DDIMScheduler only)
     # identity-guidance step (latent units per guided step); 0 = off: on the bundled 256 px model it
-    # lowers identity so far (docs/evaluation.md, session 4); the 128 px model's preset turns it on
+    # lowers identity at every step tried (docs/evaluation.md, session 5); the 128 px model's preset turns it on
     guidance: float = 0.0
     guidance_every: int = 5  # guide steps 0, k, 2k, ...
     guidance_range: List[float] = field(default_factory=lambda: [0.0, 1.0])  # fraction of the trajectory
