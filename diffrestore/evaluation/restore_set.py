@@ -1,16 +1,18 @@
 """``diffrestore-eval-restore``: restore a test set whose faces share a known framing.
 
     diffrestore-eval-restore --lq data/testsets/celeba-test-codeformer/lq \\
-        --out runs/celeba-test-codeformer/pipeline [--framing ffhq_512] [--config configs/sample/quality.yaml] [key=value ...]
+        --out runs/celeba-test-codeformer/pipeline [--framing ffhq_512] [--config configs/sample/quality.yaml] \\
+        [key=value ...]
 
 A CelebA-Test-style set is aligned already (CelebA-HQ's framing, close to FFHQ's), but not to the
 model's template, nor at its size (the bundled model restores 256-px crops; a UTKFace set is 128-px
 crops framed otherwise). ``--framing`` defaults to the bundled template of the set's size
 (``builders.template_for_size``: ffhq_512 at 512 px, utkface_128 at 128). Each face then goes
-through the whole-photo path with the set's known alignment in place of detection: the fixed similarity from the set's template (``--framing``) to the model's crops the
-face, the model restores it, and the photo path's feathered blend and detail band paste it back at
-the set's size. Detection is skipped because it fails on the heaviest degradations of these sets
-(a 512-px face down-sampled 30 times is 17 px), and a face it loses would be scored as its LQ input.
+through the whole-photo path with the set's known alignment in place of detection: the fixed
+similarity from the set's template to the model's crops the face, the model restores it, and the
+photo path's feathered blend and detail band paste it back at the set's size. Detection is skipped
+because it fails on the heaviest degradations of these sets (a 512-px face down-sampled 30 times is
+17 px), and a face it loses would be scored as its LQ input.
 Options are ``sample.py``'s (``--config`` preset, then ``key=value`` overrides of ``RestoreOptions``)
 and the sweeps' ablation switches (``backbone_only=true``, ``mask=off``: ``diffrestore.ablation``);
 existing outputs are skipped, so an interrupted run resumes.
@@ -27,10 +29,10 @@ from typing import Sequence
 import torch
 from omegaconf import OmegaConf
 
+from ..ablation import AblationOptions, AblationRestorer
 from ..builders import template_for_size
 from ..config import load_config, merge_config
 from ..io import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil
-from ..ablation import AblationOptions, AblationRestorer
 
 DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "configs" / "sample" / "default.yaml"
 

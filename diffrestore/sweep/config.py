@@ -13,8 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from ..config import ConfigError, load_config, merge_config
 from ..ablation import AblationOptions
+from ..config import ConfigError, load_config, merge_config
 
 TRAIN_PREFIX = "train."
 

@@ -16,13 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from .. import evaluate as E
+from ..ablation import AblationOptions, AblationRestorer
 from ..builders import load_template, template_for_size
 from ..config import ConfigError
 from ..io import list_images, load_image, pil_to_tensor, save_image, spread_subset
 from ..metrics import load_identity_evaluator, vqgan_feature_extractor
 from ..pipeline import DiffRestorePipeline
 from ..restore import resolve_device, resolve_dtype
-from ..ablation import AblationOptions, AblationRestorer
 from .config import Point
 from .fingerprint import file_digest, files_fingerprint, model_fingerprint, payload_hash
 
