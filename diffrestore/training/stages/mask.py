@@ -102,8 +102,8 @@ def predicted_clean_latent(unet: nn.Module, scheduler: DDPMScheduler, z: Tensor,
     # drawn on the CPU (the global stream, or ``generator``), the same on every device
     t = torch.randint(1, max_t + 1, (z.shape[0],), generator=generator).to(z.device)
     noise = torch.randn(z.shape, generator=generator).to(z)
+    z_t = scheduler.add_noise(z, noise, t)
     alpha_bar = scheduler.alphas_cumprod.to(z.device, torch.float32)[t].view(-1, 1, 1, 1)
-    z_t = alpha_bar.sqrt() * z + (1 - alpha_bar).sqrt() * noise
     inputs = z_t if condition is None else torch.cat([z_t, condition], dim=1)
     dtype = next(unet.parameters()).dtype
     eps = unet(inputs.to(dtype), t).sample.float()
