@@ -90,12 +90,12 @@ i)
   ;;
 j)
   nvidia-smi -L
-  RESULTS=$OUT/RESULTS.md timeout 240 bash benchmarks/suite.sh sampling > $RUNS/bench_sampling.log 2>&1
+  RESULTS=$OUT/RESULTS.md timeout 170 bash benchmarks/suite.sh sampling > $RUNS/bench_sampling.log 2>&1
   echo "bench sampling: exit $?"; grep -E "^\| [0-9]" $RUNS/bench_sampling.log
-  timeout 200 python3 benchmarks/training.py --config configs/train/celebahq256/score.yaml --random-pretrained \
+  timeout 130 python3 benchmarks/training.py --config configs/train/celebahq256/score.yaml --random-pretrained \
     data.hq_dir=$DATA/train/part0 data.val_dir=null compile=false --steps 10 $RESULTS > $RUNS/bench_score_eager.log 2>&1
   echo "bench score eager: exit $?"; grep -E "^\| (model|end)" $RUNS/bench_score_eager.log
-  timeout 200 python3 benchmarks/training.py --config configs/train/celebahq256/score.yaml --random-pretrained \
+  timeout 180 python3 benchmarks/training.py --config configs/train/celebahq256/score.yaml --random-pretrained \
     data.hq_dir=$DATA/train/part0 data.val_dir=null compile=true --steps 10 $RESULTS > $RUNS/bench_score_compiled.log 2>&1
   echo "bench score compiled: exit $?"; grep -E "^\| (model|end)" $RUNS/bench_score_compiled.log
   train vqgan vqdec "$(left_minutes 560 60)" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $DECODER
