@@ -12,6 +12,9 @@
 #   bash scripts/campaign256.sh j    # exclusive GPU: sampling speed of the default model, the compile benchmark; decoder on part0
 #   bash scripts/campaign256.sh k    # decoder resumed on all faces (part1 and init/backbone carried; part0 by j), alone
 #   bash scripts/campaign256.sh l    # mask on the prior's z0 prediction (init/unet, identity, irn carried), alone
+#   bash scripts/campaign256.sh m    # decoder on part0 beside a discriminator that first warms up alone
+#   bash scripts/campaign256.sh n    # m resumed on all faces (part1 carried; part0 by m); again for more steps
+#   bash scripts/campaign256.sh o    # backbone warm from data/init/backbone on all faces, compiled, alone
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
 # outcome in docs/training.md.
 set -uo pipefail
@@ -31,6 +34,7 @@ echo "faces: $(find $DATA/train -type f | wc -l) train, $(find $DATA/val -type f
 RESULTS="--append --results $OUT/RESULTS.md"
 VQ_SHARP="loss.frequency_weight=1.0"
 DECODER="loss.decoder_only=true loss.gan_start_step=0 $VQ_SHARP"
+D_WARMUP=${D_WARMUP:-400}  # steps of the discriminator alone before it judges the decoder (phases m, n)
 
 train() {  # stage run minutes [overrides...]
   local stage=$1 run=$2 minutes=$3; shift 3
@@ -114,8 +118,25 @@ l)
   cat $RUNS/maskp/export/mask_eval.json
   pack l $RUNS/*.log $RUNS/*/log.jsonl $RUNS/maskp/export $(ls -d $RUNS/maskp/samples/* | tail -1)
   ;;
+m)
+  nvidia-smi -L
+  train vqgan vqdec "$(left_minutes 560 60)" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $DECODER \
+    loss.discriminator_warmup_steps=$D_WARMUP
+  cat $RUNS/vqdec/export/vqgan/reconstruction.json
+  pack m $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export/vqgan/reconstruction.json $(ls -d $RUNS/vqdec/samples/* | tail -1)
+  ;;
+n)
+  train vqgan vqdec "$(left_minutes 560 60)" --resume latest init.vqgan=$INIT/vqgan $DECODER \
+    loss.discriminator_warmup_steps=$D_WARMUP
+  cat $RUNS/vqdec/export/vqgan/reconstruction.json
+  pack n $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqdec/export $(ls -d $RUNS/vqdec/samples/* | tail -1)
+  ;;
+o)
+  train backbone backbone "$(left_minutes 560 45)" init.backbone=$INIT/backbone compile=true
+  pack o $RUNS/*.log $RUNS/*/log.jsonl $RUNS/backbone/export $(ls -d $RUNS/backbone/samples/* | tail -1)
+  ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o" >&2; exit 2
   ;;
 esac
 ls -la $OUT

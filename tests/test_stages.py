@@ -14,10 +14,12 @@ import torch
 from diffusers import UNet2DModel, VQModel
 from safetensors import safe_open
 
+from diffrestore.builders import build_discriminator
 from diffrestore.config import ConfigError, load_config
 from diffrestore.latents import encode_latents
 from diffrestore.losses import adaptive_gan_weight, hinge_d_loss, hinge_g_loss, structural_loss
 from diffrestore.models import IdentityNet, LatentMask, RestorationNet
+from diffrestore.models.discriminator import PatchDiscriminator
 from diffrestore.training import TrainConfig, Trainer
 from diffrestore.training.stages import STAGES
 from diffrestore.training.stages.vqgan import CodebookRestarter
@@ -138,6 +140,30 @@ def test_vqgan_decoder_only_keeps_the_latent_space(vqgan_run, runs, faces, tmp_p
     assert fixed and all(torch.equal(before[k], after[k]) for k in fixed)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     assert VQModel.load_config(str(out / "vqgan"))["scaling_factor"] == VQModel.load_config(str(start))["scaling_factor"]
+
+
+def test_a_warming_discriminator_trains_alone_and_travels_with_the_export(vqgan_run, faces, tmp_path):
+    """During ``loss.discriminator_warmup_steps`` the discriminator trains and the decoder stays as it was;
+    the export holds the discriminator, which ``init.discriminator`` warm-starts."""
+    start = vqgan_run[0] / "vqgan"
+    common = ["max_steps=4", "optim.lr=1e-3", "loss.perceptual=ssim", "loss.scale_images=16", "loss.eval_images=4",
+              "loss.decoder_only=true", f"init.vqgan={start}", "loss.gan_start_step=0"]
+    cfg = make_config(tmp_path, faces, "vqgan", *common, "loss.discriminator_warmup_steps=100", run="warming")
+    warming = Trainer(cfg, STAGES["vqgan"](cfg)).train()
+    before = VQModel.from_pretrained(str(start), torch_dtype=torch.float32).state_dict()
+    after = VQModel.from_pretrained(str(warming / "vqgan"), torch_dtype=torch.float32).state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    logs = [json.loads(line) for line in (tmp_path / "warming" / "log.jsonl").read_text().splitlines()]
+    assert any("loss/discriminator" in e for e in logs)
+
+    trained = PatchDiscriminator.from_pretrained(str(warming / "discriminator"), torch_dtype=torch.float32)
+    fresh = build_discriminator(make_config(tmp_path, faces, "vqgan").model)
+    assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), fresh.state_dict().values()))
+    cfg = make_config(tmp_path, faces, "vqgan", *common, f"init.discriminator={warming / 'discriminator'}",
+                      run="continued")
+    trainer = Trainer(cfg, STAGES["vqgan"](cfg))
+    loaded = trainer.stage.unwrap(trainer.models["discriminator"]).state_dict()
+    assert all(torch.equal(loaded[k].half(), v.half()) for k, v in trained.state_dict().items())
 
 
 def test_backbone_stage(backbone_run, runs, faces):

@@ -8,6 +8,7 @@ adaptively by the ratio of gradient norms at the decoder's last layer and off be
 random encoder outputs (f=4 codebooks collapse otherwise in short runs). No EMA: a VQGAN is used
 as trained (taming-transformers, CodeFormer), and an average of codebooks that were restarted is
 not a codebook. ``loss.decoder_only`` fine-tunes the decoder on a fixed latent space (no restarts).
+The export holds the discriminator too: ``init.discriminator`` warm-starts it with the decoder.
 The export sets ``scaling_factor`` to 1 / std of the pre-quantization latents (decoder-only: kept).
 """
 
@@ -40,6 +41,9 @@ class VQGANLoss:
     codebook_weight: float = 1.0
     gan_weight: float = 0.5  # times the adaptive weight
     gan_start_step: int = 5000  # the discriminator is neither called nor trained before this step
+    # For this many steps from gan_start_step the discriminator trains alone and the autoencoder waits:
+    # a warm-started decoder beside a fresh discriminator lost a third of its sharpness (session 5)
+    discriminator_warmup_steps: int = 0
     adaptive_weight_max: float = 1e4
     dead_code_every: int = 100  # restart codes unused over this many steps; 0 disables restarts
     scale_images: int = 512  # training images that measure the latent std for scaling_factor
@@ -170,8 +174,11 @@ class VQGANStage(Stage):
             logits = models["discriminator"](torch.cat([hq, rec]))
             logits_real, logits_fake = logits.float().chunk(2)
             g_loss = hinge_g_loss(logits_fake)
-            weight = adaptive_gan_weight(nll, g_loss, vqgan.decoder.conv_out.weight, lc.adaptive_weight_max)
-            loss = loss + lc.gan_weight * weight * g_loss
+            if step >= lc.gan_start_step + lc.discriminator_warmup_steps:
+                weight = adaptive_gan_weight(nll, g_loss, vqgan.decoder.conv_out.weight, lc.adaptive_weight_max)
+                loss = loss + lc.gan_weight * weight * g_loss
+            else:  # a loss without a graph: the autoencoder is not stepped while its critic warms up
+                weight, loss = torch.zeros((), device=hq.device), loss.detach()
             d_loss = hinge_d_loss(logits_real, logits_fake)
             logs.update(g_loss=g_loss.detach(), adaptive_weight=weight)
             losses["discriminator"] = (d_loss, {"logits_real": logits_real.detach().mean(),
@@ -197,6 +204,9 @@ class VQGANStage(Stage):
         if not self.loss_cfg.decoder_only:  # a fixed latent space keeps the scale its score model was trained with
             vqgan.register_to_config(scaling_factor=1.0 / self.latent_std(vqgan))
         save_fp16(vqgan, out_dir / "vqgan")
+        # the discriminator travels with the export, so that a later warm start (init.discriminator)
+        # continues the GAN instead of restarting it
+        save_fp16(models["discriminator"], out_dir / "discriminator")
         dataset = self.val_dataset() or hq_dataset(self.cfg, self.cfg.data.hq_dir, flip=False)
         report = reconstruction_report(vqgan, dataset, self.loss_cfg.eval_images)
         (out_dir / "vqgan" / "reconstruction.json").write_text(json.dumps(report, indent=1) + "\n")
