@@ -17,7 +17,9 @@ from safetensors import safe_open
 from diffrestore.builders import build_discriminator
 from diffrestore.config import ConfigError, load_config
 from diffrestore.latents import encode_latents
-from diffrestore.losses import adaptive_gan_weight, hinge_d_loss, hinge_g_loss, structural_loss
+from diffrestore.losses import (adaptive_gan_weight, hinge_d_loss, hinge_g_loss, laplacian_energy_loss,
+                               structural_loss)
+from diffrestore.metrics import laplacian_variance
 from diffrestore.models import IdentityNet, LatentMask, RestorationNet
 from diffrestore.models.discriminator import PatchDiscriminator
 from diffrestore.training import TrainConfig, Trainer
@@ -132,8 +134,10 @@ def test_vqgan_decoder_only_keeps_the_latent_space(vqgan_run, runs, faces, tmp_p
     start = vqgan_run[0] / "vqgan"
     cfg = make_config(tmp_path, faces, "vqgan", "max_steps=6", "optim.lr=1e-3", "loss.gan_start_step=2",
                       "loss.dead_code_every=1", "loss.scale_images=16", "loss.perceptual=ssim",
-                      "loss.decoder_only=true", f"init.vqgan={start}")
+                      "loss.decoder_only=true", "loss.detail_energy_weight=0.25", f"init.vqgan={start}")
     out = Trainer(cfg, STAGES["vqgan"](cfg)).train()
+    logs = [json.loads(line) for line in (tmp_path / "vqgan" / "log.jsonl").read_text().splitlines()]
+    assert any("vqgan/detail_energy" in e for e in logs)
     before = VQModel.from_pretrained(str(start), torch_dtype=torch.float32).state_dict()
     after = VQModel.from_pretrained(str(out / "vqgan"), torch_dtype=torch.float32).state_dict()
     fixed = [k for k in before if k.startswith(("encoder.", "quant_conv.", "quantize."))]
@@ -295,6 +299,24 @@ def test_structural_loss_is_zero_for_equal_images_and_grows_with_noise():
     small = structural_loss(x + 0.05 * torch.randn_like(x), x)
     large = structural_loss(x + 0.3 * torch.randn_like(x), x)
     assert 0 < float(small) < float(large)
+
+
+def test_laplacian_energy_loss_asks_for_detail_not_for_its_phase():
+    torch.manual_seed(0)
+    texture = torch.rand(2, 3, 32, 32) * 2 - 1
+    shifted = texture.roll(1, dims=-1)  # the same detail, out of place
+    blurred = torch.nn.functional.avg_pool2d(texture, 3, 1, 1, count_include_pad=False)
+    assert float(laplacian_energy_loss(texture, texture)) == 0.0
+    # a pixel loss prefers the blur to the misplaced detail; this loss prefers the detail
+    assert (shifted - texture).abs().mean() > (blurred - texture).abs().mean()
+    assert float(laplacian_energy_loss(shifted, texture)) < 0.2 * float(laplacian_energy_loss(blurred, texture))
+    image = blurred.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([image], lr=0.01)
+    for _ in range(20):
+        optimizer.zero_grad()
+        laplacian_energy_loss(image, texture).backward()
+        optimizer.step()
+    assert (laplacian_variance(image.detach()) > 1.5 * laplacian_variance(blurred)).all()
 
 
 def test_hinge_losses():

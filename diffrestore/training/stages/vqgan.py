@@ -1,15 +1,17 @@
 """Stage ``vqgan``: ``diffusers.VQModel`` (encoder, codebook, decoder) on HQ faces.
 
 Loss (taming-transformers / CodeFormer): L1 + perceptual/structural (LPIPS where it runs offline,
-1 - SSIM otherwise) + optionally a focal frequency loss (``loss.frequency_weight``: an offline stand-in
-for the perceptual loss's pull towards fine detail) + codebook/commitment (VQModel's ``commit_loss``) + PatchGAN hinge loss, weighted
-adaptively by the ratio of gradient norms at the decoder's last layer and off before
-``loss.gan_start_step``. Codebook entries unused for ``loss.dead_code_every`` steps are restarted from
-random encoder outputs (f=4 codebooks collapse otherwise in short runs). No EMA: a VQGAN is used
-as trained (taming-transformers, CodeFormer), and an average of codebooks that were restarted is
-not a codebook. ``loss.decoder_only`` fine-tunes the decoder on a fixed latent space (no restarts).
-The export holds the discriminator too: ``init.discriminator`` warm-starts it with the decoder.
-The export sets ``scaling_factor`` to 1 / std of the pre-quantization latents (decoder-only: kept).
+1 - SSIM otherwise) + optional offline stand-ins for the perceptual loss's pull towards fine detail
+(``loss.frequency_weight``: a focal frequency loss; ``loss.detail_energy_weight``: the local energy of
+fine detail matched to the truth's, whatever its phase) + codebook/commitment (VQModel's
+``commit_loss``) + PatchGAN hinge loss, weighted adaptively by the ratio of gradient norms at the
+decoder's last layer and off before ``loss.gan_start_step``. Codebook entries unused for
+``loss.dead_code_every`` steps are restarted from random encoder outputs (f=4 codebooks collapse
+otherwise in short runs). No EMA: a VQGAN is used as trained (taming-transformers, CodeFormer), and an
+average of codebooks that were restarted is not a codebook. ``loss.decoder_only`` fine-tunes the
+decoder on a fixed latent space (no restarts). The export holds the discriminator too:
+``init.discriminator`` warm-starts it with the decoder. The export sets ``scaling_factor`` to 1 / std
+of the pre-quantization latents (decoder-only: kept).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from ...builders import build_discriminator, build_vqgan
 from ...metrics import laplacian_variance, psnr
 from ...losses import (adaptive_gan_weight, build_perceptual_loss, focal_frequency_loss, hinge_d_loss,
-                       hinge_g_loss)
+                       hinge_g_loss, laplacian_energy_loss)
 from ..stage import Losses, Stage
 from ._common import hq_dataset, image_rows, loss_config, save_fp16
 
@@ -38,6 +40,7 @@ class VQGANLoss:
     perceptual: str = "auto"  # ssim | lpips | auto (LPIPS where its package and weights exist)
     perceptual_weight: float = 1.0
     frequency_weight: float = 0.0  # focal frequency loss: the frequencies reconstructed worst weigh most
+    detail_energy_weight: float = 0.0  # local Laplacian energy matched to the truth's (losses.laplacian_energy_loss)
     codebook_weight: float = 1.0
     gan_weight: float = 0.5  # times the adaptive weight
     gan_start_step: int = 5000  # the discriminator is neither called nor trained before this step
@@ -164,6 +167,10 @@ class VQGANStage(Stage):
             frequency = focal_frequency_loss(rec, hq)
             nll = nll + lc.frequency_weight * frequency
             logs["frequency"] = frequency.detach()
+        if lc.detail_energy_weight:
+            detail_energy = laplacian_energy_loss(rec, hq)
+            nll = nll + lc.detail_energy_weight * detail_energy
+            logs["detail_energy"] = detail_energy.detach()
         loss = nll + lc.codebook_weight * commit
         logs |= {"l1": l1.detach(), "perceptual": perceptual.detach(), "commit": commit.detach(),
                 "codes_used": (counts > 0).float().sum(), "codes_restarted": torch.tensor(float(restarted))}
