@@ -9,7 +9,7 @@ decoder's last layer and off before ``loss.gan_start_step``. Codebook entries un
 ``loss.dead_code_every`` steps are restarted from random encoder outputs (f=4 codebooks collapse
 otherwise in short runs). No EMA: a VQGAN is used as trained (taming-transformers, CodeFormer), and an
 average of codebooks that were restarted is not a codebook. ``loss.decoder_only`` fine-tunes the
-decoder on a fixed latent space (no restarts). The export holds the discriminator too:
+decoder on a fixed latent space (no restarts). With a GAN, the export holds the discriminator too:
 ``init.discriminator`` warm-starts it with the decoder. The export sets ``scaling_factor`` to 1 / std
 of the pre-quantization latents (decoder-only: kept).
 """
@@ -44,8 +44,8 @@ class VQGANLoss:
     codebook_weight: float = 1.0
     gan_weight: float = 0.5  # times the adaptive weight
     gan_start_step: int = 5000  # the discriminator is neither called nor trained before this step
-    # For this many steps from gan_start_step the discriminator trains alone and the autoencoder waits:
-    # a warm-started decoder beside a fresh discriminator lost a third of its sharpness (session 5)
+    # For this many steps from gan_start_step the discriminator trains alone and the autoencoder waits,
+    # so that a warm-started decoder is first judged by a critic that can already tell (docs/training.md)
     discriminator_warmup_steps: int = 0
     adaptive_weight_max: float = 1e4
     dead_code_every: int = 100  # restart codes unused over this many steps; 0 disables restarts
@@ -211,9 +211,10 @@ class VQGANStage(Stage):
         if not self.loss_cfg.decoder_only:  # a fixed latent space keeps the scale its score model was trained with
             vqgan.register_to_config(scaling_factor=1.0 / self.latent_std(vqgan))
         save_fp16(vqgan, out_dir / "vqgan")
-        # the discriminator travels with the export, so that a later warm start (init.discriminator)
-        # continues the GAN instead of restarting it
-        save_fp16(models["discriminator"], out_dir / "discriminator")
+        if self.loss_cfg.gan_weight > 0:
+            # the discriminator travels with the export, so that a later warm start (init.discriminator)
+            # continues the GAN instead of restarting it
+            save_fp16(models["discriminator"], out_dir / "discriminator")
         dataset = self.val_dataset() or hq_dataset(self.cfg, self.cfg.data.hq_dir, flip=False)
         report = reconstruction_report(vqgan, dataset, self.loss_cfg.eval_images)
         (out_dir / "vqgan" / "reconstruction.json").write_text(json.dumps(report, indent=1) + "\n")
