@@ -6,8 +6,9 @@
     python scripts/evaluation_table.py --paired "backbone=DIR_A" "pipeline=DIR_B" ...
     python scripts/evaluation_table.py --groups ids,same_person "LQ=DIR_A" "pipeline=DIR_B" ...
 
-Each cell is the mean over the row's images (``summary.json``); the GT column of NIQE and the
-Laplacian variance comes from the first row that has it. ``--paired`` instead compares every row with
+Each cell is the mean over the row's images (``summary.json``), in the columns some report has (the
+identity to the input of real-photo reports among them); the truth's NIQE and Laplacian variance come
+from the first row that has them. ``--paired`` instead compares every row with
 the first, face by face (``per_image.csv``, the faces both have): the mean difference, its standard
 error and the share of faces where the row is higher. ``--groups METRICS`` prints, for each grouping
 of the reports (``diffrestore-eval --groups utkface``) and each metric, the groups as rows and the
@@ -25,8 +26,11 @@ from pathlib import Path
 from diffrestore.evaluate import markdown_table
 
 COLUMNS = (("psnr_y", "PSNR-Y", 2), ("ssim_y", "SSIM-Y", 3), ("ids", "IDS (SFace)", 3), ("lmd", "LMD (px)", 2),
-           ("dlib_dist", "dlib dist.", 3), ("same_person", "same person", 3), ("niqe", "NIQE", 2),
+           ("dlib_dist", "dlib dist.", 3), ("same_person", "same person", 3),
+           ("ids_lq", "IDS to the input", 3), ("dlib_dist_lq", "dlib dist. to the input", 3),
+           ("same_person_lq", "same person as the input", 3), ("niqe", "NIQE", 2),
            ("FD-SFace", "FD-SFace", 3), ("lapvar", "LapVar", 1))
+GROUND_TRUTH = {"niqe": "niqe_gt", "lapvar": "lapvar_gt"}  # columns whose value for the truth the reports carry
 
 
 def _cell(summary: dict, key: str, digits: int) -> str:
@@ -89,18 +93,19 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "--groups":
         print(group_tables(argv[1].split(","), argv[2:]))
         return 0
-    rows, gt = [], {}
-    for spec in argv:
-        label, folder = spec.split("=", 1)
-        summary = json.loads((Path(folder) / "summary.json").read_text())
-        n = summary["protocol"]["n_images"]
-        rows.append([label, n] + [_cell(summary, key, digits) for key, _, digits in COLUMNS])
-        for key in ("niqe_gt", "lapvar_gt"):
-            if key not in gt and key in summary["summary"]:
-                gt[key] = summary["summary"][key]["mean"]
-    niqe_gt, lapvar_gt = (f"{gt[key]:.{digits}f}" if key in gt else "" for key, digits in (("niqe_gt", 2), ("lapvar_gt", 1)))
-    rows.append(["ground truth", "", "", "", "", "", "", "", niqe_gt, "", lapvar_gt])
-    print(markdown_table(["", "n"] + [title for _, title, _ in COLUMNS], rows))
+    reports = [(label, json.loads((Path(folder) / "summary.json").read_text()))
+               for label, folder in (spec.split("=", 1) for spec in argv)]
+    keys = [(key, title, digits) for key, title, digits in COLUMNS
+            if any(_cell(summary, key, digits) for _, summary in reports)]
+    rows = [[label, summary["protocol"]["n_images"]] + [_cell(summary, key, digits) for key, _, digits in keys]
+            for label, summary in reports]
+    truth = []
+    for key, _, digits in keys:
+        found = [s["summary"][GROUND_TRUTH[key]]["mean"] for _, s in reports if GROUND_TRUTH.get(key) in s["summary"]]
+        truth.append(f"{found[0]:.{digits}f}" if found else "")
+    if any(truth):
+        rows.append(["ground truth", ""] + truth)
+    print(markdown_table(["", "n"] + [title for _, title, _ in keys], rows))
     return 0
 
 
