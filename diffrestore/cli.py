@@ -394,7 +394,9 @@ class Progress:
 
         self.verbose = verbose  # every process tells its own images
         self.bar = tqdm(total=total, unit="img", desc="restoring", disable=quiet or not enabled or total == 0)
-        self._write = tqdm.write
+        # one write a line (tqdm.write writes the text and its end apart): under `accelerate launch`
+        # the processes share stdout, and two writes a line let another process's line in between
+        self._write = lambda line: tqdm.write(line + "\n", end="")
 
     def image(self, job: Job, result: Optional[Restoration] = None, failure: str = "") -> None:
         if result is not None:

@@ -60,3 +60,29 @@ def test_two_processes_restore_each_file_exactly_once(tmp_path, face_paths):
     assert summaries == [f"{out}: done 5 (5 faces), skipped 1 (output exists; --overwrite to redo), failed 0"]
     assert all((out / name).is_file() for name in names)
     assert (out / names[0]).stat().st_mtime_ns == kept
+
+
+def test_a_verbose_line_is_one_write(monkeypatch):
+    """Processes under `accelerate launch` share stdout: a line written in two pieces lets another
+    process's line in between (seen as a lost file in the test above)."""
+    from PIL import Image
+
+    from diffrestore.cli import Job, Progress
+    from diffrestore.restore import Restoration
+
+    writes: list[str] = []
+
+    class Recorder:
+        def write(self, text: str) -> None:
+            if text:
+                writes.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Recorder())
+    progress = Progress(total=1, quiet=True, verbose=True)
+    job = Job(Path("in/a.png"), Path("out/a.png"), "sub/a.png")
+    progress.image(job, Restoration(Image.new("RGB", (8, 8)), num_faces=1, mode="aligned"))
+    progress.close()
+    assert writes == ["sub/a.png: aligned, 1 face(s)\n"]
