@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError
-from .metrics import lpips_unavailable_reason, ssim
+from .metrics import LAPLACIAN_3X3, lpips_unavailable_reason, ssim
 
 PERCEPTUAL_CHOICES = ("ssim", "lpips", "auto")
 
@@ -60,15 +60,12 @@ def focal_frequency_loss(x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0) -
     return (weight * error.pow(2)).mean()
 
 
-_LAPLACIAN_3X3 = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
-
-
 def laplacian_energy_loss(x: torch.Tensor, y: torch.Tensor, patch: int = 8, eps: float = 1e-4) -> torch.Tensor:
     """Mean absolute log-ratio of the local energy of the 3x3 Laplacian (per channel, averaged over
     ``patch`` x ``patch`` cells) of ``x`` and ``y``. It asks for as much fine detail as the truth has
     in each cell without asking for it in the same phase, so unlike a pixel or spectral error it does
     not reward the blur that averages an uncertain texture away."""
-    kernel = torch.tensor(_LAPLACIAN_3X3, dtype=torch.float32, device=x.device).view(1, 1, 3, 3)
+    kernel = LAPLACIAN_3X3.to(x.device, torch.float32).view(1, 1, 3, 3)
 
     def energy(images: torch.Tensor) -> torch.Tensor:
         images = images.float()

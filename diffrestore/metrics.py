@@ -122,13 +122,13 @@ def ssim(a: torch.Tensor, b: torch.Tensor, color: str = "y", crop_border: int = 
     return ssim_map.flatten(1).mean(1).float()
 
 
-_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+LAPLACIAN_3X3 = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
 
 
 def laplacian_variance(images: torch.Tensor) -> torch.Tensor:
     """No-reference sharpness: variance of the 3x3 Laplacian of the BT.601 Y channel (0-255)."""
     y = rgb_to_y(images)
-    lap = F.conv2d(y, _LAPLACIAN.to(y.device).view(1, 1, 3, 3))
+    lap = F.conv2d(y, LAPLACIAN_3X3.to(y.device).view(1, 1, 3, 3))
     return lap.flatten(1).var(1, unbiased=False).float()
 
 
@@ -355,8 +355,8 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
 
 __all__ = [
     "COLOR_SPACES", "FeatureExtractor", "IDENTITY_CHOICES", "LPIPSMetric", "feature_statistics",
-    "fid_unavailable_reason", "frechet_distance", "frechet_distance_of", "gaussian_taps", "gaussian_window",
-    "identity_cosine", "identity_degrees", "inception_feature_extractor", "is_guidance_network",
+    "LAPLACIAN_3X3", "fid_unavailable_reason", "frechet_distance", "frechet_distance_of", "gaussian_taps",
+    "gaussian_window", "identity_cosine", "identity_degrees", "inception_feature_extractor", "is_guidance_network",
     "laplacian_variance", "load_identity_evaluator", "lpips_unavailable_reason", "psnr", "rgb_to_y",
     "ssim", "summarize", "vqgan_feature_extractor",
 ]

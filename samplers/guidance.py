@@ -98,5 +98,10 @@ def identity_gradient(guidance: IdentityGuidance, z_t: Tensor, eps: Tensor, alph
         z0_hat = (z - (1.0 - alpha_bar_t) ** 0.5 * eps.detach()) / alpha_bar_t ** 0.5
         loss = identity_loss(guidance.embed(guidance.decode(z0_hat)), guidance.target).sum()
         (gradient,) = torch.autograd.grad(loss, z)
+    return unit_rms(gradient)
+
+
+def unit_rms(gradient: Tensor) -> Tensor:
+    """``gradient`` scaled to unit root-mean-square per sample."""
     rms = gradient.pow(2).mean(dim=tuple(range(1, gradient.ndim)), keepdim=True).sqrt()
     return gradient / rms.clamp_min(1e-12)

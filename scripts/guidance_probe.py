@@ -23,27 +23,21 @@ from torch.utils.data import DataLoader
 
 from diffrestore.data import PairedFaceDataset
 from diffrestore.degradations import DegradationConfig
+from diffrestore.metrics import gaussian_taps
 from diffrestore.models.identity import SFaceIdentity
 from diffrestore.pipeline import DiffRestorePipeline
-from samplers.guidance import identity_loss
+from samplers.guidance import identity_loss, unit_rms
 
 
 def gaussian_blur(latents: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return latents
     radius = int(3 * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=latents.dtype)
-    kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))
-    kernel = (kernel / kernel.sum()).to(latents.device)
+    taps = gaussian_taps(2 * radius + 1, sigma).to(latents)
     channels = latents.shape[1]
     padded = F.pad(latents, (radius,) * 4, mode="reflect")
-    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
-
-
-def unit_rms(gradient: torch.Tensor) -> torch.Tensor:
-    rms = gradient.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
-    return gradient / rms.clamp_min(1e-12)
+    rows = F.conv2d(padded, taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    return F.conv2d(rows, taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
 
 
 def main(argv: list[str] | None = None) -> None:
