@@ -103,5 +103,9 @@ def identity_gradient(guidance: IdentityGuidance, z_t: Tensor, eps: Tensor, alph
 
 def unit_rms(gradient: Tensor) -> Tensor:
     """``gradient`` scaled to unit root-mean-square per sample."""
-    rms = gradient.pow(2).mean(dim=tuple(range(1, gradient.ndim)), keepdim=True).sqrt()
-    return gradient / rms.clamp_min(1e-12)
+    return gradient / per_sample_rms(gradient).clamp_min(1e-12)
+
+
+def per_sample_rms(values: Tensor) -> Tensor:
+    """Root-mean-square over all but the first axis, shaped to broadcast against ``values``."""
+    return values.pow(2).mean(dim=tuple(range(1, values.ndim)), keepdim=True).sqrt()

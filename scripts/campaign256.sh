@@ -38,10 +38,10 @@ VQ_SHARP="loss.frequency_weight=1.0"
 DECODER="loss.decoder_only=true loss.gan_start_step=0 $VQ_SHARP"
 D_WARMUP=${D_WARMUP:-400}  # steps of the discriminator alone before it judges the decoder (phases m, n, q, r)
 # Phases q, r: the local Laplacian energy at 0.25, where its gradient at the decoder's last layer matches
-# L1 + SSIM's (4.0 against 3.0 at weight 1 on two val faces, bundled decoder); the GAN arm with taming's
-# Adam betas (its discriminator fell to chance within 300 steps of judging with (0.9, 0.999), session 6)
+# L1 + SSIM's (4.0 against 3.0 at weight 1 on two val faces, bundled decoder); the GAN arm is phase m plus
+# the energy loss, the other arm the energy loss alone
 ENERGY="loss.detail_energy_weight=${ENERGY_WEIGHT:-0.25}"
-GAN_ARM="$ENERGY loss.discriminator_warmup_steps=$D_WARMUP optim.betas=[0.5,0.9]"
+GAN_ARM="$ENERGY loss.discriminator_warmup_steps=$D_WARMUP"
 NO_GAN_ARM="$ENERGY loss.gan_weight=0"
 
 train() {  # stage run minutes [overrides...]

@@ -1,14 +1,17 @@
 #!/usr/bin/env python
-"""Does one identity-guidance step through phi move the face towards the person SFace sees? On seeded
-synthetic pairs of a face folder (the training degradations), the backbone's latent E(f(y)) takes one
-step of the sampler's unit-RMS gradient of 1 - cos(phi(D(z)), target), optionally low-passed in the
-latent (a Gaussian of ``--smooth`` latent pixels), and the decoded face's SFace cosine to the truth is
-compared with the unguided one's, paired per face:
+"""Does identity guidance through phi move the face towards the person SFace and dlib see? On seeded
+synthetic pairs of a face folder (the training degradations), the backbone's latent E(f(y)) descends
+1 - cos(phi(D(z)), target) by ``--iterations`` steps of the sampler's unit-RMS gradient (recomputed at
+each step), optionally low-passed in the latent (a Gaussian of ``--smooth`` latent pixels). After 1, 2,
+4, ... steps the decoded face's SFace cosine and dlib distance to the truth are compared with the
+unguided face's, paired per face:
 
-    python scripts/guidance_probe.py --faces data/celebahq256/val --limit 32 --steps 0.05,0.2 --smooth 0,2
+    python scripts/guidance_probe.py --faces data/celebahq256/val --limit 16 --steps 0.02 --iterations 8
 
 Targets: ``truth`` (phi of the HQ face: an oracle, the best any target can do) and ``backbone``
-(phi(f(y)), the sampler's default).
+(phi(f(y)), the sampler's default). ``--no-quantize`` decodes without the codebook (the gradient never
+sees it). ``--identity DIR --identity-template NAME`` replaces the pipeline's phi by another saved
+IdentityNet trained in another framing (e.g. ``utkface128``'s), behind a differentiable warp.
 """
 
 from __future__ import annotations
@@ -19,17 +22,21 @@ import json
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from diffrestore.data import PairedFaceDataset
 from diffrestore.degradations import DegradationConfig
+from diffrestore.builders import load_template
+from diffrestore.dlib_faces import DlibFaces, to_uint8
+from diffrestore.geometry import template_to_template, warp_affine
 from diffrestore.metrics import gaussian_taps
-from diffrestore.models.identity import SFaceIdentity
+from diffrestore.models.identity import IdentityNet, SFaceIdentity
 from diffrestore.pipeline import DiffRestorePipeline
 from samplers.guidance import identity_loss, unit_rms
 
 
-def gaussian_blur(latents: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian_blur(latents: Tensor, sigma: float) -> Tensor:
     if sigma <= 0:
         return latents
     radius = int(3 * sigma + 0.5)
@@ -40,62 +47,117 @@ def gaussian_blur(latents: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(rows, taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
 
 
+class Reframed(nn.Module):
+    """An identity network trained in another framing, called on faces of the model's framing."""
+
+    def __init__(self, net: nn.Module, faces_template: np.ndarray, net_template: np.ndarray, net_size: int) -> None:
+        super().__init__()
+        self.net, self.size = net, net_size
+        self.matrix = template_to_template(faces_template, net_template)
+
+    def forward(self, faces: Tensor) -> Tensor:
+        return self.net(warp_affine(faces, self.matrix, (self.size, self.size), padding_mode="border"))
+
+
+def descent_direction(pipe: DiffRestorePipeline, phi: nn.Module, latents: Tensor, target: Tensor,
+                      sigma: float) -> Tensor:
+    with torch.enable_grad():
+        latent = latents.detach().requires_grad_(True)
+        loss = identity_loss(phi(pipe.decode(latent, quantize=False)), target).sum()
+        (gradient,) = torch.autograd.grad(loss, latent)
+    return unit_rms(gaussian_blur(gradient, sigma))
+
+
+class Judges:
+    """SFace cosine and dlib distance of faces to their truths (dlib: nan where it finds no face in the truth)."""
+
+    def __init__(self, sface: SFaceIdentity, dlib: DlibFaces, truths: Tensor) -> None:
+        self.sface, self.dlib = sface, dlib
+        self.sface_truth = sface(truths)
+        self.truths = [to_uint8(face) for face in truths]
+        self.boxes = [(dlib.detect(face) or [None])[0] for face in self.truths]
+
+    def __call__(self, faces: Tensor) -> tuple[Tensor, Tensor]:
+        cosines = (self.sface(faces) * self.sface_truth).sum(-1)
+        distances = [self.dlib.score_pair(to_uint8(face), truth, box).descriptor_distance if box is not None
+                     else float("nan") for face, truth, box in zip(faces, self.truths, self.boxes)]
+        return cosines, torch.tensor(distances)
+
+
+def paired(values: list[Tensor], base: list[Tensor]) -> dict[str, float]:
+    diff = torch.cat(values) - torch.cat(base)
+    diff = diff[~diff.isnan()]
+    return {"mean": float(torch.cat(values).nanmean()), "paired_diff": float(diff.mean()),
+            "se": float(diff.std() / len(diff) ** 0.5)}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="a saved pipeline folder (default: the bundled model)")
     p.add_argument("--faces", required=True)
     p.add_argument("--limit", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", default="0.05,0.2", help="step sizes in latent units (comma-separated)")
-    p.add_argument("--smooth", default="0,2", help="Gaussian sigmas of the gradient, latent pixels")
+    p.add_argument("--steps", default="0.02", help="step sizes in latent units (comma-separated)")
+    p.add_argument("--iterations", type=int, default=1, help="descent steps; reported after 1, 2, 4, ...")
+    p.add_argument("--smooth", default="0", help="Gaussian sigmas of the gradient, latent pixels")
+    p.add_argument("--identity", help="a saved IdentityNet to guide with instead of the pipeline's phi")
+    p.add_argument("--identity-template", default="utkface_128", help="the framing --identity was trained in")
+    p.add_argument("--no-quantize", dest="quantize", action="store_false", help="decode without the codebook")
     args = p.parse_args(argv)
     pipe = DiffRestorePipeline.from_pretrained(args.model)
     resolution = int(pipe.config.resolution)
     sface = SFaceIdentity(np.asarray(pipe.config.template, dtype=np.float64), resolution)
+    dlib = DlibFaces()
     pairs = PairedFaceDataset(args.faces, resolution, DegradationConfig(), seed=args.seed, flip=False)
     subset = torch.utils.data.Subset(pairs, range(min(args.limit, len(pairs))))
     steps = [float(s) for s in args.steps.split(",")]
     sigmas = [float(s) for s in args.smooth.split(",")]
+    reported = {2 ** k for k in range(args.iterations.bit_length())} | {args.iterations}
     phi = pipe.identity
+    if args.identity:
+        net = IdentityNet.from_pretrained(args.identity).float().eval()
+        size = net.config.input_size
+        phi = Reframed(net, np.asarray(pipe.config.template, dtype=np.float64),
+                       load_template(args.identity_template, size), size)
 
-    cosines: dict[str, list[torch.Tensor]] = {}  # SFace cosine to the truth
-    phi_cosines: dict[str, list[torch.Tensor]] = {}  # phi's cosine to the target
+    scores: dict[str, dict[str, list[Tensor]]] = {}  # key -> sface / dlib / phi -> per-batch values
+    def record(key: str, faces: Tensor, judges: Judges, target: Tensor | None = None) -> None:
+        cosines, distances = judges(faces)
+        row = scores.setdefault(key, {"sface": [], "dlib": [], "phi": []})
+        row["sface"].append(cosines)
+        row["dlib"].append(distances)
+        if target is not None:
+            row["phi"].append(1 - identity_loss(phi(faces), target))
+
     for batch in DataLoader(subset, batch_size=8):
-        hq = batch["hq"]
         with torch.no_grad():
             estimate = pipe.estimate(batch["lq"])
             z = pipe.encode(estimate)
-            truth = sface(hq)
-            targets = {"truth": phi(hq), "backbone": phi(estimate)}
-            unguided = pipe.decode(z).clamp(-1, 1)
-            cosines.setdefault("unguided", []).append((sface(unguided) * truth).sum(-1))
+            judges = Judges(sface, dlib, batch["hq"])
+            targets = {"truth": phi(batch["hq"]), "backbone": phi(estimate)}
+            unguided = pipe.decode(z, args.quantize).clamp(-1, 1)
+            record("unguided", unguided, judges)
             for name, target in targets.items():
-                phi_cosines.setdefault(f"{name} unguided", []).append(1 - identity_loss(phi(unguided), target))
-        for name, target in targets.items():
-            with torch.enable_grad():
-                latent = z.detach().requires_grad_(True)
-                loss = identity_loss(phi(pipe.decode(latent, quantize=False)), target).sum()
-                (gradient,) = torch.autograd.grad(loss, latent)
-            for sigma in sigmas:
-                direction = unit_rms(gaussian_blur(gradient, sigma))
-                for step in steps:
+                record(f"{name} unguided", unguided, judges, target)
+        for (name, target), sigma, step in ((t, s, k) for t in targets.items() for s in sigmas for k in steps):
+            latents = z
+            for i in range(1, args.iterations + 1):
+                latents = latents - step * descent_direction(pipe, phi, latents, target, sigma)
+                if i in reported:
                     with torch.no_grad():
-                        face = pipe.decode(z - step * direction).clamp(-1, 1)
-                        key = f"{name} step {step} smooth {sigma}"
-                        cosines.setdefault(key, []).append((sface(face) * truth).sum(-1))
-                        phi_cosines.setdefault(key, []).append(1 - identity_loss(phi(face), target))
+                        record(f"{name} step {step} smooth {sigma} iterations {i}",
+                               pipe.decode(latents, args.quantize).clamp(-1, 1), judges, target)
 
-    base = torch.cat(cosines["unguided"])
-    report = {"faces": len(base), "sface_unguided": float(base.mean())}
-    for key, values in cosines.items():
-        if key == "unguided":
+    base = scores["unguided"]
+    report = {"faces": len(subset), "quantize": args.quantize, "sface_unguided": float(torch.cat(base["sface"]).mean()),
+              "dlib_unguided": float(torch.cat(base["dlib"]).nanmean())}
+    for key, row in scores.items():
+        if key.endswith("unguided"):
             continue
-        diff = torch.cat(values) - base
-        phi_before = torch.cat(phi_cosines[key.split(" step")[0] + " unguided"])
-        report[key] = {"sface": float(torch.cat(values).mean()), "paired_diff": float(diff.mean()),
-                       "se": float(diff.std() / len(diff) ** 0.5),
-                       "phi_to_target_before": float(phi_before.mean()),
-                       "phi_to_target_after": float(torch.cat(phi_cosines[key]).mean())}
+        before = scores[key.split(" step")[0] + " unguided"]["phi"]
+        report[key] = {"sface": paired(row["sface"], base["sface"]), "dlib": paired(row["dlib"], base["dlib"]),
+                       "phi_to_target_before": float(torch.cat(before).mean()),
+                       "phi_to_target_after": float(torch.cat(row["phi"]).mean())}
     print(json.dumps(report, indent=1))
 
 

