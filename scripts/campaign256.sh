@@ -17,6 +17,8 @@
 #   bash scripts/campaign256.sh o    # backbone warm from data/init/backbone on all faces, compiled, alone
 #   bash scripts/campaign256.sh q    # two decoder arms side by side on part0: Laplacian-energy loss with and without the GAN
 #   bash scripts/campaign256.sh r    # q's arms resumed on all faces (part1 carried)
+#   bash scripts/campaign256.sh s    # phi from CelebA-HQ and UTKFace reframed (data/utkface128 carried; CelebA-HQ
+#                                    # staged by q and r), then the IRN on it: both exports
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
 # outcome in docs/training.md.
 set -uo pipefail
@@ -160,8 +162,26 @@ r)
   cat $RUNS/vqe_*/export/vqgan/reconstruction.json
   pack r $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqe_*/export/vqgan $(ls -d $RUNS/vqe_*/samples/* | tail -2)
   ;;
+s)
+  # phi memorised its 2,558 training faces (0.95 cosine to SFace on them, 0.32 on the val faces; session 7):
+  # distil it from 23,660 people, UTKFace's drawn in the CelebA-HQ framing, the SFace targets computed first
+  # on the machine's 16 cores (the stage's own computation would use one)
+  PHI=/tmp/phi_faces
+  [ -d $PHI/celebahq ] || cp -r $DATA/train $PHI/celebahq
+  for part in data/utkface128/train/part*; do
+    python3 scripts/reframe_faces.py --src $part --out $PHI/utkface/$(basename $part) --from-template utkface_128 \
+      --to-template celebahq_256 --size 256 --workers 16
+  done
+  echo "phi faces: $(find $PHI -type f | wc -l)"
+  python3 -m diffrestore.training.teacher --faces $PHI --out /tmp/phi_sface256.npy --resolution 256 \
+    --template celebahq_256 --workers 16
+  train identity phi "$(left_minutes 330 40)" data.hq_dir=$PHI data.teacher_embeddings=/tmp/phi_sface256.npy
+  cat $RUNS/phi/export/identity/heldout.json
+  train irn irn "$(left_minutes 560 60)" pretrained.identity=$RUNS/phi/export/identity
+  pack s $RUNS/*.log $RUNS/*/log.jsonl $RUNS/phi/export $RUNS/irn/export $(ls -d $RUNS/phi/samples/* | tail -1)
+  ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s" >&2; exit 2
   ;;
 esac
 ls -la $OUT

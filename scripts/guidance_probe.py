@@ -10,8 +10,7 @@ unguided face's, paired per face:
 
 Targets: ``truth`` (phi of the HQ face: an oracle, the best any target can do) and ``backbone``
 (phi(f(y)), the sampler's default). ``--no-quantize`` decodes without the codebook (the gradient never
-sees it). ``--identity DIR --identity-template NAME`` replaces the pipeline's phi by another saved
-IdentityNet trained in another framing (e.g. ``utkface128``'s), behind a differentiable warp.
+sees it). ``--model`` takes any pipeline folder, e.g. one with another phi (``scripts/reframe_identity.py``).
 """
 
 from __future__ import annotations
@@ -27,11 +26,9 @@ from torch.utils.data import DataLoader
 
 from diffrestore.data import PairedFaceDataset
 from diffrestore.degradations import DegradationConfig
-from diffrestore.builders import load_template
 from diffrestore.dlib_faces import DlibFaces, to_uint8
-from diffrestore.geometry import template_to_template, warp_affine
 from diffrestore.metrics import gaussian_taps
-from diffrestore.models.identity import IdentityNet, SFaceIdentity
+from diffrestore.models.identity import SFaceIdentity
 from diffrestore.pipeline import DiffRestorePipeline
 from samplers.guidance import identity_loss, unit_rms
 
@@ -45,18 +42,6 @@ def gaussian_blur(latents: Tensor, sigma: float) -> Tensor:
     padded = F.pad(latents, (radius,) * 4, mode="reflect")
     rows = F.conv2d(padded, taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
     return F.conv2d(rows, taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
-
-
-class Reframed(nn.Module):
-    """An identity network trained in another framing, called on faces of the model's framing."""
-
-    def __init__(self, net: nn.Module, faces_template: np.ndarray, net_template: np.ndarray, net_size: int) -> None:
-        super().__init__()
-        self.net, self.size = net, net_size
-        self.matrix = template_to_template(faces_template, net_template)
-
-    def forward(self, faces: Tensor) -> Tensor:
-        return self.net(warp_affine(faces, self.matrix, (self.size, self.size), padding_mode="border"))
 
 
 def descent_direction(pipe: DiffRestorePipeline, phi: nn.Module, latents: Tensor, target: Tensor,
@@ -100,8 +85,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", default="0.02", help="step sizes in latent units (comma-separated)")
     p.add_argument("--iterations", type=int, default=1, help="descent steps; reported after 1, 2, 4, ...")
     p.add_argument("--smooth", default="0", help="Gaussian sigmas of the gradient, latent pixels")
-    p.add_argument("--identity", help="a saved IdentityNet to guide with instead of the pipeline's phi")
-    p.add_argument("--identity-template", default="utkface_128", help="the framing --identity was trained in")
     p.add_argument("--no-quantize", dest="quantize", action="store_false", help="decode without the codebook")
     args = p.parse_args(argv)
     pipe = DiffRestorePipeline.from_pretrained(args.model)
@@ -114,11 +97,6 @@ def main(argv: list[str] | None = None) -> None:
     sigmas = [float(s) for s in args.smooth.split(",")]
     reported = {2 ** k for k in range(args.iterations.bit_length())} | {args.iterations}
     phi = pipe.identity
-    if args.identity:
-        net = IdentityNet.from_pretrained(args.identity).float().eval()
-        size = net.config.input_size
-        phi = Reframed(net, np.asarray(pipe.config.template, dtype=np.float64),
-                       load_template(args.identity_template, size), size)
 
     scores: dict[str, dict[str, list[Tensor]]] = {}  # key -> sface / dlib / phi -> per-batch values
     def record(key: str, faces: Tensor, judges: Judges, target: Tensor | None = None) -> None:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -37,11 +38,16 @@ class _Residual(nn.Module):
 
 
 class IdentityNet(ModelMixin, ConfigMixin):
-    """A small ResNet with a global depthwise head (MobileFaceNet style)."""
+    """A small ResNet with a global depthwise head (MobileFaceNet style).
+
+    Faces are resized to ``input_size``, or, with ``reframe`` (a 2x3 similarity from the pixels of the
+    faces it is given to those of its input, ``reframe_identity`` makes it), warped into the framing the
+    network was trained in: a network distilled on one model's faces serves a model of another framing."""
 
     @register_to_config
     def __init__(self, input_size: int = 112, block_out_channels: tuple[int, ...] = (32, 64, 128, 192),
-                 blocks_per_stage: int = 1, embedding_dim: int = 128) -> None:
+                 blocks_per_stage: int = 1, embedding_dim: int = 128,
+                 reframe: Optional[list[list[float]]] = None) -> None:
         super().__init__()
         layers: list[nn.Module] = [_conv_block(3, block_out_channels[0], 2)]
         ch = block_out_channels[0]
@@ -58,9 +64,18 @@ class IdentityNet(ModelMixin, ConfigMixin):
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         size = self.config.input_size
-        if faces.shape[-1] != size or faces.shape[-2] != size:
+        if self.config.reframe is not None:
+            faces = warp_affine(faces, np.asarray(self.config.reframe), (size, size), padding_mode="border")
+        elif faces.shape[-1] != size or faces.shape[-2] != size:
             faces = F.interpolate(faces, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         return F.normalize(self.head(self.features(faces)), dim=-1)
+
+
+def reframe_identity(net: IdentityNet, net_template: np.ndarray, faces_template: np.ndarray) -> IdentityNet:
+    """``net``, trained on faces aligned to ``net_template`` (drawn at its ``input_size``), made to take
+    faces aligned to ``faces_template`` (drawn at the size of those faces); in place."""
+    net.register_to_config(reframe=template_to_template(faces_template, net_template).tolist())
+    return net
 
 
 class FacenetIdentity(nn.Module):
