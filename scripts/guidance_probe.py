@@ -11,6 +11,8 @@ unguided face's, paired per face:
 Targets: ``truth`` (phi of the HQ face: an oracle, the best any target can do) and ``backbone``
 (phi(f(y)), the sampler's default). ``--no-quantize`` decodes without the codebook (the gradient never
 sees it). ``--model`` takes any pipeline folder, e.g. one with another phi (``scripts/reframe_identity.py``).
+``--sheet FILE`` saves the first batch, a row each: LQ | unguided | the last descent towards the truth's embedding |
+their difference x8 | the truth (no colour fix: the VQGAN's own colours).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from torch.utils.data import DataLoader
 from diffrestore.data import PairedFaceDataset
 from diffrestore.degradations import DegradationConfig
 from diffrestore.dlib_faces import DlibFaces, to_uint8
+from diffrestore.io import save_image
 from diffrestore.metrics import gaussian_taps
 from diffrestore.models.identity import SFaceIdentity
 from diffrestore.pipeline import DiffRestorePipeline
+from diffrestore.training.stages._common import image_rows
 from samplers.guidance import identity_loss, unit_rms
 
 
@@ -85,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", default="0.02", help="step sizes in latent units (comma-separated)")
     p.add_argument("--iterations", type=int, default=1, help="descent steps; reported after 1, 2, 4, ...")
     p.add_argument("--smooth", default="0", help="Gaussian sigmas of the gradient, latent pixels")
+    p.add_argument("--sheet", help="an image file for the first batch's faces")
     p.add_argument("--no-quantize", dest="quantize", action="store_false", help="decode without the codebook")
     args = p.parse_args(argv)
     pipe = DiffRestorePipeline.from_pretrained(args.model)
@@ -107,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         if target is not None:
             row["phi"].append(1 - identity_loss(phi(faces), target))
 
+    sheet_saved = False
     for batch in DataLoader(subset, batch_size=8):
         with torch.no_grad():
             estimate = pipe.estimate(batch["lq"])
@@ -123,8 +129,12 @@ def main(argv: list[str] | None = None) -> None:
                 latents = latents - step * descent_direction(pipe, phi, latents, target, sigma)
                 if i in reported:
                     with torch.no_grad():
-                        record(f"{name} step {step} smooth {sigma} iterations {i}",
-                               pipe.decode(latents, args.quantize).clamp(-1, 1), judges, target)
+                        guided = pipe.decode(latents, args.quantize).clamp(-1, 1)
+                        record(f"{name} step {step} smooth {sigma} iterations {i}", guided, judges, target)
+            if args.sheet and name == "truth" and not sheet_saved:
+                rows = [batch["lq"], unguided, guided, (guided - unguided).abs() * 8 - 1, batch["hq"]]
+                save_image(image_rows(rows).clamp(-1, 1), args.sheet, overwrite=True)
+                sheet_saved = True
 
     base = scores["unguided"]
     report = {"faces": len(subset), "quantize": args.quantize, "sface_unguided": float(torch.cat(base["sface"]).mean()),
