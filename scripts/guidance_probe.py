@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     phi = pipe.identity
 
     scores: dict[str, dict[str, list[Tensor]]] = {}  # key -> sface / dlib / phi -> per-batch values
+
     def record(key: str, faces: Tensor, judges: Judges, target: Tensor | None = None) -> None:
         cosines, distances = judges(faces)
         row = scores.setdefault(key, {"sface": [], "dlib": [], "phi": []})

@@ -94,7 +94,8 @@ def identity_report(student: nn.Module, pairs: Dataset, teacher: SFaceIdentity, 
         rows["student"].append(clean)
         rows["teacher"].append(target)
     off_diagonal = ~torch.eye(n, dtype=torch.bool)
-    between = {k: float((torch.cat(rows[k]) @ torch.cat(rows[k]).T)[off_diagonal].mean()) for k in ("student", "teacher")}
+    embeddings = {k: torch.cat(rows[k]) for k in ("student", "teacher")}
+    between = {k: float((e @ e.T)[off_diagonal].mean()) for k, e in embeddings.items()}
     return {"faces": n, "cos_clean": float(torch.cat(rows["clean"]).mean()),
             "cos_degraded": float(torch.cat(rows["degraded"]).mean()),
             "cos_between_faces_student": between["student"], "cos_between_faces_teacher": between["teacher"]}
