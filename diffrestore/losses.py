@@ -14,7 +14,7 @@ from torch import nn
 from .config import ConfigError
 from .metrics import LAPLACIAN_3X3, lpips_unavailable_reason, ssim
 
-PERCEPTUAL_CHOICES = ("ssim", "lpips", "auto")
+PERCEPTUAL_CHOICES = ("ssim", "effnet", "lpips", "auto")
 
 
 def structural_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -36,11 +36,31 @@ class LPIPSLoss(nn.Module):
         return self.net(x.float(), y.float()).mean()
 
 
+class EffNetPerceptualLoss(nn.Module):
+    """EffNet-PD (``diffrestore.perception``: EfficientNet-Lite0's ImageNet features, LPIPS's recipe
+    with equal weights) averaged over the batch; needs the ``perception`` extra."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from .perception.effnet import EffNetPerceptualDistance
+
+        self.distance = EffNetPerceptualDistance()
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.distance(x, y).mean()
+
+
 def build_perceptual_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``"ssim"`` (works offline), ``"lpips"`` (an error where LPIPS cannot run) or ``"auto"``
-    (LPIPS where its package and weights are present, SSIM otherwise)."""
+    """``"ssim"`` (works offline), ``"effnet"`` (EffNet-PD, offline with the ``perception`` extra),
+    ``"lpips"`` (an error where LPIPS cannot run) or ``"auto"`` (LPIPS where its package and weights
+    are present, SSIM otherwise). A network loss is an ``nn.Module``: stages hold it as a frozen model."""
     if kind not in PERCEPTUAL_CHOICES:
         raise ConfigError(f"config key 'loss.perceptual': {kind!r} is not one of {PERCEPTUAL_CHOICES}")
+    if kind == "effnet":
+        try:
+            return EffNetPerceptualLoss()
+        except ImportError as err:
+            raise ConfigError(f"config key 'loss.perceptual': effnet asked for, but {err}") from None
     reason = lpips_unavailable_reason() if kind != "ssim" else "not asked for"
     if reason is None:
         return LPIPSLoss()

