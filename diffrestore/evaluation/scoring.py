@@ -59,9 +59,9 @@ def _common_size(files: FolderSet) -> tuple[int, int]:
 
 
 def _pixel_scores(out: torch.Tensor, ref: torch.Tensor | None, lq: torch.Tensor | None, chosen: set[str],
-                  color: str, crop_border: int, lpips_metric: Any, gt_path: Path | None) -> dict[str, float]:
+                  color: str, crop_border: int, networks: dict[str, Any], gt_path: Path | None) -> dict[str, float]:
     row: dict[str, float] = {}
-    if ref is not None and chosen & {"psnr", "ssim", "lpips"}:
+    if ref is not None and chosen & {"psnr", "ssim", *networks}:
         if ref.shape != out.shape:
             raise ValueError(f"{gt_path}: size {ref.shape[-1]}x{ref.shape[-2]} differs from the restored "
                              f"face ({out.shape[-1]}x{out.shape[-2]})")
@@ -69,8 +69,8 @@ def _pixel_scores(out: torch.Tensor, ref: torch.Tensor | None, lq: torch.Tensor 
             row[f"psnr_{color}"] = M.psnr(out, ref, color, crop_border).item()
         if "ssim" in chosen:
             row[f"ssim_{color}"] = M.ssim(out, ref, color, crop_border).item()
-        if lpips_metric is not None:
-            row["lpips"] = lpips_metric(out, ref).item()
+        for name, metric in networks.items():
+            row[name] = metric(out, ref).item()
     if "lapvar" in chosen:
         row["lapvar"] = M.laplacian_variance(out).item()
         for suffix, image in (("_gt", ref), ("_lq", lq)):
@@ -103,8 +103,9 @@ def _load_niqe(niqe_model: str | Path | N.NIQEModel | None) -> N.NIQEModel:
 
 def _pixel_rows(files: FolderSet, chosen: set[str], color: str, crop_border: int, device: str,
                 niqe_model: N.NIQEModel | None, verbose: bool) -> list[dict[str, Any]]:
-    lpips_metric = M.LPIPSMetric(device) if "lpips" in chosen else None
-    wants_gt = files.gt is not None and bool(chosen & {"psnr", "ssim", "lpips", "lapvar", "niqe"})
+    networks = {name: make(device) for name, make in (("lpips", M.LPIPSMetric), ("effnet_pd", M.EffNetPDMetric))
+                if name in chosen}
+    wants_gt = files.gt is not None and bool(chosen & {"psnr", "ssim", *networks, "lapvar", "niqe"})
     wants_lq = files.lq is not None and bool(chosen & {"lapvar", "niqe"})
     rows = []
     for stem in files.stems:
@@ -112,7 +113,7 @@ def _pixel_rows(files: FolderSet, chosen: set[str], color: str, crop_border: int
         ref = load_face(files.gt[stem]) if wants_gt else None
         lq = load_face(files.lq[stem]) if wants_lq else None
         row: dict[str, Any] = {"file": stem}
-        row.update(_pixel_scores(out, ref, lq, chosen, color, crop_border, lpips_metric,
+        row.update(_pixel_scores(out, ref, lq, chosen, color, crop_border, networks,
                                  files.gt[stem] if files.gt else None))
         if niqe_model is not None:
             row.update(_niqe_scores(out, ref, lq, niqe_model))
@@ -207,6 +208,7 @@ def _distribution_distances(files: FolderSet, chosen: set[str], reference: str |
         distances[name] = M.frechet_distance_of(restored_feats, extract_features(evaluator, ref_paths, size, cache))
         described[name] = f"Fréchet distance of {evaluator.description} embeddings"
     for metric, name, make in (("fd-vq", "FD-VQ", lambda: resolve_vq(vq_model, device)),
+                               ("fd-effnet", "FD-EffNet", lambda: M.effnet_feature_extractor(device)),
                                ("fid", "FID", lambda: M.inception_feature_extractor(device))):
         if metric not in chosen:
             continue
@@ -217,7 +219,7 @@ def _distribution_distances(files: FolderSet, chosen: set[str], reference: str |
     return distances, described, len(ref_paths)
 
 
-_COLUMN_ORDER = ("psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb", "lpips", "ids", "deg", "lmd", "dlib_dist", "same_person",
+_COLUMN_ORDER = ("psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb", "lpips", "effnet_pd", "ids", "deg", "lmd", "dlib_dist", "same_person",
                  "ids_lq", "deg_lq", "dlib_dist_lq", "same_person_lq", "niqe", "niqe_gt", "niqe_lq", "lapvar",
                  "lapvar_gt", "lapvar_lq", "gt_face_found", "faces_found")
 
@@ -277,7 +279,7 @@ def evaluate_folders(
             niqe_loaded = _load_niqe(niqe_model)
     chosen = set(chosen_list)
 
-    needs_size = bool(chosen & {*IDENTITY_METRICS, "fd-vq", "fid"})
+    needs_size = bool(chosen & {*IDENTITY_METRICS, "fd-vq", "fd-effnet", "fid"})
     size = _common_size(files) if needs_size else load_image(files.restored[files.stems[0]]).size
     landmarks, template_name = resolve_template(template, size[0], template_size)
     rows = _pixel_rows(files, chosen, color, crop_border, device, niqe_loaded, verbose)

@@ -7,28 +7,28 @@ from typing import Iterable
 from .. import dlib_faces
 from .. import metrics as M
 
-METRICS = ("psnr", "ssim", "lpips", "ids", "deg", "ids_lq", "deg_lq", "lapvar", "niqe", "lmd", "dlib", "dlib_lq",
-           "fd-identity", "fd-vq", "fid")
+METRICS = ("psnr", "ssim", "lpips", "effnet_pd", "ids", "deg", "ids_lq", "deg_lq", "lapvar", "niqe", "lmd", "dlib", "dlib_lq",
+           "fd-identity", "fd-vq", "fd-effnet", "fid")
 """Names accepted by ``metrics=``; ``fd-identity`` is reported as ``FD-<network>`` (e.g. FD-SFace),
 ``dlib`` as ``dlib_dist`` and ``same_person`` (restored vs GT), ``dlib_lq`` as ``dlib_dist_lq`` and
 ``same_person_lq`` (restored vs its LQ input)."""
 IDENTITY_METRICS = ("ids", "deg", "ids_lq", "deg_lq", "fd-identity")
 """The metrics that need the identity network (``identity=``)."""
 DLIB_METRICS = ("lmd", "dlib", "dlib_lq")
-_NEEDS_GT = ("psnr", "ssim", "lpips", "ids", "deg", "lmd", "dlib")
+_NEEDS_GT = ("psnr", "ssim", "lpips", "effnet_pd", "ids", "deg", "lmd", "dlib")
 _NEEDS_LQ = ("ids_lq", "deg_lq", "dlib_lq")
-_NEEDS_REFERENCE = ("fd-identity", "fd-vq", "fid")
-_OPTIONAL = ("lpips", "fid", "lmd", "dlib", "dlib_lq")  # skipped with a reason when their weights are absent
+_NEEDS_REFERENCE = ("fd-identity", "fd-vq", "fd-effnet", "fid")
+_OPTIONAL = ("lpips", "effnet_pd", "fd-effnet", "fid", "lmd", "dlib", "dlib_lq")  # skipped with a reason when their weights are absent
 
 
 def default_metrics(has_gt: bool, has_lq: bool, has_ref: bool, has_vq: bool) -> list[str]:
     wanted = ["lapvar", "niqe"]
     if has_gt:
-        wanted += ["psnr", "ssim", "lpips", "ids", "deg", "lmd", "dlib"]
+        wanted += ["psnr", "ssim", "lpips", "effnet_pd", "ids", "deg", "lmd", "dlib"]
     if has_lq:
         wanted += ["ids_lq", "deg_lq", "dlib_lq"]
     if has_ref:
-        wanted += ["fd-identity", "fid"] + (["fd-vq"] if has_vq else [])
+        wanted += ["fd-identity", "fd-effnet", "fid"] + (["fd-vq"] if has_vq else [])
     return wanted
 
 
@@ -43,6 +43,8 @@ def _unavailable_reason(name: str, has_gt: bool, has_lq: bool, has_ref: bool) ->
         return M.lpips_unavailable_reason()
     if name == "fid":
         return M.fid_unavailable_reason()
+    if name in ("effnet_pd", "fd-effnet"):
+        return M.effnet_unavailable_reason()
     if name in DLIB_METRICS:
         return dlib_faces.unavailable_reason()
     return None
