@@ -22,6 +22,7 @@ from samplers import SAMPLERS
 from .colorfix import COLOR_FIXES
 
 GUIDANCE_TARGETS = ("backbone", "irn")
+GUIDANCE_NETWORKS = ("phi", "sface")
 GUIDANCE_SCHEDULES = ("constant", "sigma")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
@@ -59,6 +60,9 @@ class SamplingOptions:
     guidance_schedule: str = "constant"  # constant | sigma
     # backbone: phi(f(y)); irn: IRN(y) (CLR-Face), which predicts phi of the HQ face worse on both bundled models
     guidance_target: str = "backbone"
+    # phi: the pipeline's identity network; sface: SFace in torch (the perception extra), the recogniser phi was
+    # distilled from, whose gradient carries identity on faces phi never saw
+    guidance_network: str = "phi"
     cfg_scale: float = 1.0  # classifier-free guidance on E(y) (models trained with condition dropout)
     # chroma: the luma of the wavelet fix with all of the backbone estimate's chroma (keeps blue irises and grey
     # photos grey; SFace +0.0057, s.e. 0.0011, on 200 faces, docs/evaluation.md); wavelet: only its
@@ -78,6 +82,7 @@ class SamplingOptions:
              "must be [start, end] with 0 <= start <= end <= 1"),
             ("guidance_schedule", self.guidance_schedule in GUIDANCE_SCHEDULES, one_of(GUIDANCE_SCHEDULES)),
             ("guidance_target", self.guidance_target in GUIDANCE_TARGETS, one_of(GUIDANCE_TARGETS)),
+            ("guidance_network", self.guidance_network in GUIDANCE_NETWORKS, one_of(GUIDANCE_NETWORKS)),
             ("cfg_scale", self.cfg_scale >= 0, "must be >= 0 (1 = off)"),
             ("color_fix", self.color_fix in COLOR_FIXES, one_of(COLOR_FIXES)),
         ]

@@ -264,23 +264,39 @@ class DiffRestorePipeline(DiffusionPipeline):
         """The LatentMask's values (1, C, h, w), or None when the pipeline has none."""
         return None if self.mask is None else self.mask().float().to(self._execution_device)
 
+    def guidance_network(self, name: str) -> torch.nn.Module:
+        """The identity network guidance descends: ``phi`` (the pipeline's) or ``sface`` (SFace in torch,
+        built at first use behind the warp from this model's template)."""
+        if name == "phi":
+            if self.identity is None:
+                raise ValueError("guidance_network=phi needs an identity network; this pipeline has none "
+                                 "(use guidance=0 or guidance_network=sface)")
+            return self.identity
+        if getattr(self, "_sface", None) is None:
+            from .perception.sface import AlignedSFace
+
+            size = self.config.resolution
+            self._sface = AlignedSFace(np.asarray(self.config.template), size).to(self._execution_device)
+        return self._sface
+
     def identity_guidance(self, lq: Tensor, estimate: Tensor, options: SamplingOptions,
                           mask: Optional[Tensor]) -> Optional[IdentityGuidance]:
         """Masked identity guidance towards ``options.guidance_target`` (None when ``guidance`` is 0)."""
         if options.guidance == 0:
             return None
-        if self.identity is None or mask is None:
-            missing = "an identity network" if self.identity is None else "a learned latent mask"
-            raise ValueError(f"guidance={options.guidance} needs {missing}; this pipeline has none (use guidance=0)")
-        # IRN(y) predicts the HQ face's embedding; phi(f(y)) is the alternative (and the fallback without an IRN).
+        identity = self.guidance_network(options.guidance_network)
+        if mask is None:
+            raise ValueError(f"guidance={options.guidance} needs a learned latent mask; this pipeline has none "
+                             "(use guidance=0, or mask=full in the sweeps)")
+        # IRN(y) predicts the HQ face's embedding; the network's embedding of f(y) is the alternative (and the
+        # fallback without an IRN). An IRN predicts the embedding of the network it was trained on.
         if options.guidance_target == "irn" and self.irn is not None:
             target = self.irn(lq.to(self.irn.dtype))
         else:
-            target = self.identity(estimate.to(self.identity.dtype))
-        identity = self.identity
+            target = identity(estimate.to(next(identity.parameters()).dtype))
 
         def embed(images: Tensor) -> Tensor:
-            return identity(images.to(identity.dtype)).float()
+            return identity(images.to(next(identity.parameters()).dtype)).float()
 
         low, high = options.guidance_range
         return IdentityGuidance(decode=lambda z: self.decode(z, quantize=False), embed=embed,
