@@ -194,7 +194,7 @@ t)
   train vqgan vqp_l1 "$minutes" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $EFFNET_DECODER loss.gan_weight=0 &
   wait
   cat $RUNS/vqp_*/export/vqgan/reconstruction.json
-  pack t $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqp_*/export/vqgan/reconstruction.json $(ls -d $RUNS/vqp_*/samples/* | tail -2)
+  pack t $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqp_*/export/vqgan $(for a in gan l1; do ls -d $RUNS/vqp_$a/samples/* | tail -1; done)
   ;;
 u)
   minutes=$(left_minutes 560 80)
@@ -203,7 +203,7 @@ u)
   train vqgan vqp_l1 "$minutes" --resume latest init.vqgan=$INIT/vqgan $EFFNET_DECODER loss.gan_weight=0 &
   wait
   cat $RUNS/vqp_*/export/vqgan/reconstruction.json
-  pack u $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqp_*/export/vqgan $(ls -d $RUNS/vqp_*/samples/* | tail -2)
+  pack u $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqp_*/export/vqgan $(for a in gan l1; do ls -d $RUNS/vqp_$a/samples/* | tail -1; done)
   ;;
 *)
   echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u" >&2; exit 2
