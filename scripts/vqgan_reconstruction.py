@@ -15,6 +15,7 @@ import torch
 from diffusers import VQModel
 
 from diffrestore.data import HQFaceDataset
+from diffrestore.metrics import effnet_unavailable_reason
 from diffrestore.training.stages.vqgan import reconstruction_report
 
 
@@ -27,8 +28,13 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     vqgan = VQModel.from_pretrained(args.vqgan, torch_dtype=torch.float32).eval()
     faces = HQFaceDataset(args.faces, args.resolution, flip=False)
+    distance = None
+    if effnet_unavailable_reason() is None:
+        from diffrestore.perception.effnet import EffNetPerceptualDistance
+
+        distance = EffNetPerceptualDistance()
     print(json.dumps({"vqgan": args.vqgan, "faces": args.faces, "resolution": args.resolution,
-                      **reconstruction_report(vqgan, faces, args.limit)}, indent=1))
+                      **reconstruction_report(vqgan, faces, args.limit, distance)}, indent=1))
 
 
 if __name__ == "__main__":

@@ -162,6 +162,7 @@ def test_vqgan_decoder_trains_with_the_pretrained_perception_losses(vqgan_run, f
     logs = [json.loads(line) for line in (tmp_path / "vqgan" / "log.jsonl").read_text().splitlines()]
     assert all(math.isfinite(e["vqgan/identity"]) and e["vqgan/perceptual"] > 0 for e in logs if "vqgan/identity" in e)
     assert any("vqgan/identity" in e for e in logs)
+    assert json.loads((out / "vqgan" / "reconstruction.json").read_text())["effnet_pd"] > 0
     before = VQModel.from_pretrained(str(start), torch_dtype=torch.float32).state_dict()
     after = VQModel.from_pretrained(str(out / "vqgan"), torch_dtype=torch.float32).state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))

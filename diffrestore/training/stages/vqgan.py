@@ -102,22 +102,29 @@ class CodebookRestarter:
 
 
 @torch.no_grad()
-def reconstruction_report(vqgan: nn.Module, faces: Dataset, limit: int = 200) -> dict:
-    """Reconstruction of the first ``limit`` faces through the codebook: PSNR-Y, and the sharpness of
-    the reconstructions against the truth's (Laplacian variance: per face, the median of the ratios)."""
+def reconstruction_report(vqgan: nn.Module, faces: Dataset, limit: int = 200,
+                          perceptual: nn.Module | None = None) -> dict:
+    """Reconstruction of the first ``limit`` faces through the codebook: PSNR-Y, the sharpness of the
+    reconstructions against the truth's (Laplacian variance: per face, the median of the ratios) and,
+    given an EffNet-PD network, the mean EffNet-PD to the truth."""
     n = min(limit, len(faces))
     device = next(vqgan.parameters()).device
-    psnrs, sharp_rec, sharp_hq = [], [], []
+    psnrs, sharp_rec, sharp_hq, distances = [], [], [], []
     for batch in DataLoader(torch.utils.data.Subset(faces, range(n)), batch_size=min(32, n)):
         hq = batch["hq"].to(device)
         rec = vqgan(hq.to(vqgan.dtype)).sample.float().clamp(-1, 1)
         psnrs.append(psnr(rec, hq))
         sharp_rec.append(laplacian_variance(rec))
         sharp_hq.append(laplacian_variance(hq))
+        if perceptual is not None:
+            distances.append(perceptual(rec, hq).float())
     ratio = torch.cat(sharp_rec) / torch.cat(sharp_hq)
-    return {"images": n, "psnr_y": float(torch.cat(psnrs).mean()), "sharpness_ratio_median": float(ratio.median()),
-            "laplacian_variance_rec": float(torch.cat(sharp_rec).mean()),
-            "laplacian_variance_hq": float(torch.cat(sharp_hq).mean())}
+    report = {"images": n, "psnr_y": float(torch.cat(psnrs).mean()), "sharpness_ratio_median": float(ratio.median()),
+              "laplacian_variance_rec": float(torch.cat(sharp_rec).mean()),
+              "laplacian_variance_hq": float(torch.cat(sharp_hq).mean())}
+    if distances:
+        report["effnet_pd"] = float(torch.cat(distances).mean())
+    return report
 
 
 class VQGANStage(Stage):
@@ -231,5 +238,6 @@ class VQGANStage(Stage):
             # continues the GAN instead of restarting it
             save_fp16(models["discriminator"], out_dir / "discriminator")
         dataset = self.val_dataset() or hq_dataset(self.cfg, self.cfg.data.hq_dir, flip=False)
-        report = reconstruction_report(vqgan, dataset, self.loss_cfg.eval_images)
+        distance = getattr(self.perceptual, "distance", None)  # EffNet-PD where the stage trains with it
+        report = reconstruction_report(vqgan, dataset, self.loss_cfg.eval_images, distance)
         (out_dir / "vqgan" / "reconstruction.json").write_text(json.dumps(report, indent=1) + "\n")
