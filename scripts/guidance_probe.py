@@ -8,6 +8,10 @@ unguided face's, paired per face:
 
     python scripts/guidance_probe.py --faces data/celebahq256/val --limit 16 --steps 0.02 --iterations 8
 
+``--network sface`` descends SFace in torch instead of the pipeline's phi (then SFace judges the network it
+was guided by: read dlib's column). ``--lq DIR`` takes the LQ faces of a test set (``diffrestore-testset``)
+paired by name with ``--faces`` (its hq/), instead of degrading ``--faces`` here.
+
 Targets: ``truth`` (phi of the HQ face: an oracle, the best any target can do) and ``backbone``
 (phi(f(y)), the sampler's default). ``--no-quantize`` decodes without the codebook (the gradient never
 sees it). ``--model`` takes any pipeline folder, e.g. one with another phi (``scripts/reframe_identity.py``).
@@ -29,7 +33,8 @@ from torch.utils.data import DataLoader
 from diffrestore.data import PairedFaceDataset
 from diffrestore.degradations import DegradationConfig
 from diffrestore.dlib_faces import DlibFaces, to_uint8
-from diffrestore.io import save_image
+from diffrestore.evaluation.features import load_face
+from diffrestore.io import list_images, save_image
 from diffrestore.metrics import gaussian_taps
 from diffrestore.models.identity import SFaceIdentity
 from diffrestore.pipeline import DiffRestorePipeline
@@ -80,6 +85,14 @@ def paired(values: list[Tensor], base: list[Tensor]) -> dict[str, float]:
             "se": float(diff.std() / len(diff) ** 0.5)}
 
 
+def testset_pairs(faces: str, lq: str, resolution: int, limit: int) -> list[dict[str, Tensor]]:
+    """The first ``limit`` (by name) LQ faces of ``lq`` with their truths in ``faces``, at ``resolution``."""
+    truths = {p.stem: p for p in list_images(faces)}
+    size = (resolution, resolution)
+    return [{"lq": load_face(p, size)[0], "hq": load_face(truths[p.stem], size)[0]}
+            for p in list_images(lq)[:limit]]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="a saved pipeline folder (default: the bundled model)")
@@ -91,17 +104,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--smooth", default="0", help="Gaussian sigmas of the gradient, latent pixels")
     p.add_argument("--sheet", help="an image file for the first batch's faces")
     p.add_argument("--no-quantize", dest="quantize", action="store_false", help="decode without the codebook")
+    p.add_argument("--network", choices=("phi", "sface"), default="phi", help="the identity network descended")
+    p.add_argument("--lq", help="LQ faces of a test set, paired by name with --faces")
     args = p.parse_args(argv)
     pipe = DiffRestorePipeline.from_pretrained(args.model)
     resolution = int(pipe.config.resolution)
     sface = SFaceIdentity(np.asarray(pipe.config.template, dtype=np.float64), resolution)
     dlib = DlibFaces()
-    pairs = PairedFaceDataset(args.faces, resolution, DegradationConfig(), seed=args.seed, flip=False)
-    subset = torch.utils.data.Subset(pairs, range(min(args.limit, len(pairs))))
+    if args.lq:
+        subset = testset_pairs(args.faces, args.lq, resolution, args.limit)
+    else:
+        pairs = PairedFaceDataset(args.faces, resolution, DegradationConfig(), seed=args.seed, flip=False)
+        subset = torch.utils.data.Subset(pairs, range(min(args.limit, len(pairs))))
     steps = [float(s) for s in args.steps.split(",")]
     sigmas = [float(s) for s in args.smooth.split(",")]
     reported = {2 ** k for k in range(args.iterations.bit_length())} | {args.iterations}
-    phi = pipe.identity
+    phi = pipe.guidance_network(args.network)
 
     scores: dict[str, dict[str, list[Tensor]]] = {}  # key -> sface / dlib / phi -> per-batch values
 
@@ -138,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
                 sheet_saved = True
 
     base = scores["unguided"]
-    report = {"faces": len(subset), "quantize": args.quantize, "sface_unguided": float(torch.cat(base["sface"]).mean()),
+    report = {"faces": len(subset), "network": args.network, "quantize": args.quantize, "sface_unguided": float(torch.cat(base["sface"]).mean()),
               "dlib_unguided": float(torch.cat(base["dlib"]).nanmean())}
     for key, row in scores.items():
         if key.endswith("unguided"):
