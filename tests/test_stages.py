@@ -302,6 +302,13 @@ def test_irn_stage(irn_run):
     assert IdentityNet.from_pretrained(str(out / "irn")).config.embedding_dim == 128
 
 
+def test_irn_learns_sfaces_embedding_of_the_hq_face(runs, faces):
+    """``pretrained.identity=sface``: the IRN's target is SFace in torch (CLR-Face's recogniser target)."""
+    out, logs = train(runs, faces, "irn", 40, "optim.lr=1e-3", "pretrained.identity=sface", run="irn_sface")
+    assert_decreases(logs, "loss/irn")
+    assert IdentityNet.from_pretrained(str(out / "irn")).config.embedding_dim == 128
+
+
 def test_mask_stage(runs, faces, vqgan_run, backbone_run, identity_run, irn_run):
     out, logs = train(runs, faces, "mask", 60, "optim.lr=0.1", "loss.eval_images=4",
                       f"pretrained.vqgan={vqgan_run[0] / 'vqgan'}",
