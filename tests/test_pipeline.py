@@ -332,3 +332,23 @@ def test_the_quantize_switch_decodes_the_sampled_latent_without_the_codebook(pip
     expected = pipe.finish(z0, pipe.estimate(lq), options, quantize=False)
     torch.testing.assert_close(raw, expected, atol=1e-5, rtol=0)
     assert not torch.allclose(raw, ablate(pipe, lq), atol=1e-3)
+
+
+def test_sface_guidance_pulls_the_face_towards_sfaces_target(pipe, lq):
+    """``guidance_network=sface``: the gradient comes from SFace in torch, and the guided faces are closer
+    (by SFace) to the target SFace(f(y)) than the unguided ones."""
+    sface = pipe.guidance_network("sface")
+    # one small step on the last of 4 steps, where z0_hat is the result: a first-order descent of what is
+    # decoded (no codebook, no colour fix)
+    kwargs = {"mask": "full", "guidance_range": [0.75, 1.0], "guidance_every": 1, "guidance_network": "sface",
+              "quantize": False, "color_fix": "none"}
+    guided = ablate(pipe, lq, guidance=0.05, **kwargs)
+    unguided = ablate(pipe, lq, guidance=0.0, **kwargs)
+    with torch.no_grad():
+        target = sface(pipe.estimate(lq))
+        gain = (sface(guided) * target).sum(-1) - (sface(unguided) * target).sum(-1)
+    assert (gain > 0).all(), gain
+    by_phi = ablate(pipe, lq, guidance=0.05, **{**kwargs, "guidance_network": "phi"})
+    assert not torch.allclose(by_phi, guided, atol=1e-5)
+    with pytest.raises(ValueError, match="guidance_network"):
+        call(pipe, lq, guidance=0.5, guidance_network="arcface")
