@@ -84,13 +84,28 @@ def test_the_framing_defaults_to_the_bundled_template_of_the_set_size():
         template_for_size(100)
 
 
-def test_a_set_of_no_known_size_is_refused_before_a_model_loads(tmp_path, capsys, monkeypatch):
+def test_an_unknown_framing_is_refused_before_a_model_loads(tmp_path, capsys, monkeypatch):
     lq = tmp_path / "lq"
     lq.mkdir()
     load_image(CELEBAHQ[0]).resize((100, 100)).save(lq / "small.png")
     monkeypatch.setattr("diffrestore.evaluation.restore_set.AblationRestorer.from_options",
                         lambda options: pytest.fail("the model loaded before the framing was checked"))
-    assert main(["--lq", str(lq), "--out", str(tmp_path / "out")]) == 2
+    assert main(["--lq", str(lq), "--out", str(tmp_path / "out"), "--framing", "ffhq_513"]) == 2
     error = capsys.readouterr().err
-    assert "small.png" in error and "100 px" in error and "--framing" in error
+    assert "ffhq_513" in error and "--framing" in error
     assert not (tmp_path / "out").exists()
+
+
+def test_the_default_path_is_what_diffrestore_aligned_gives(tmp_path):
+    """The test sets are scored on the path users get: ``diffrestore --aligned`` on the same files
+    gives the same pixels (the same seeds: the file names)."""
+    from diffrestore.cli import main as cli_main
+
+    lq = tmp_path / "lq"
+    lq.mkdir()
+    load_image(CELEBAHQ[1]).resize((320, 320)).save(lq / "b.png")  # any size: restored at 256, resized back
+    assert main(["--lq", str(lq), "--out", str(tmp_path / "eval"), "device=cpu"]) == 0
+    assert cli_main(["--lq", str(lq), "--out", str(tmp_path / "cli"), "--aligned", "--quiet"]) == 0
+    by_eval = np.asarray(load_image(tmp_path / "eval" / "b.png"), dtype=int)
+    by_cli = np.asarray(load_image(tmp_path / "cli" / "b.png"), dtype=int)
+    assert by_eval.shape == (320, 320, 3) and np.abs(by_eval - by_cli).max() <= 1
