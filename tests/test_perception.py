@@ -111,3 +111,21 @@ def test_effnet_pd_is_zero_for_equal_images_and_grows_with_each_degradation(effn
         for name, degraded in series.items():
             distances = [float(effnet_pd(d, clean).mean()) for d in degraded]
             assert all(a < b for a, b in zip(distances, distances[1:])), (name, distances)
+
+
+def test_effnet_pd_ranks_the_bundled_models_faces_between_the_input_and_the_truth(effnet_pd):
+    """CelebA-HQ faces degraded with CodeFormer's test ranges and restored by the bundled model: on
+    average EffNet-PD puts the restored faces closer to the truth than their inputs."""
+    from diffrestore.degradations import degrade, sample_params
+    from diffrestore.pipeline import DiffRestorePipeline
+    from diffrestore.testset import image_rng, load_degradation
+
+    config = load_degradation(Path(__file__).parents[1] / "configs" / "testset" / "celeba_test_codeformer.yaml")
+    truths = torch.stack([pil_to_tensor(load_image(p).resize((256, 256), Image.BICUBIC)) for p in CELEBAHQ])
+    inputs = torch.stack([degrade(hq, sample_params(config, 256, image_rng(0, p.name))).clamp(-1, 1)
+                          for hq, p in zip(truths, CELEBAHQ)])
+    pipe = DiffRestorePipeline.from_pretrained()
+    restored = pipe(inputs, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    with torch.no_grad():
+        to_input, to_restored = effnet_pd(inputs, truths), effnet_pd(restored.float(), truths)
+    assert to_restored.mean() < to_input.mean(), (to_restored, to_input)
