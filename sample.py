@@ -4,7 +4,7 @@
 
 import sys
 
-from diffrestore.cli import main
+from diffrestore.cli.restore import main
 
 if __name__ == "__main__":
     sys.exit(main())

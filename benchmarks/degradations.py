@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_header, report, sync, time_call  # noqa: E402
 
-from diffrestore.data import PairedFaceDataset  # noqa: E402
-from diffrestore.degradations import DegradationConfig  # noqa: E402
+from diffrestore.data.datasets import PairedFaceDataset  # noqa: E402
+from diffrestore.data.degradations import DegradationConfig  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

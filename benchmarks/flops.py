@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BF16_PEAK, count_flops, machine_header, report  # noqa: E402
 
-from diffrestore.pipeline import BUNDLED_MODEL, DiffRestorePipeline  # noqa: E402
+from diffrestore.pipeline.pipeline_diffrestore import BUNDLED_MODEL, DiffRestorePipeline  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

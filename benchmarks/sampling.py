@@ -20,10 +20,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_header, peak_memory_gib, report, reset_peak_memory, time_call  # noqa: E402
 
-from diffrestore.options import COMPILE_MODES, DTYPES, SamplingOptions  # noqa: E402
-from diffrestore.pipeline import BUNDLED_MODEL, DiffRestorePipeline  # noqa: E402
-from diffrestore.ablation import AblationOptions, restore_ablated  # noqa: E402
-from diffrestore.restore import resolve_device  # noqa: E402
+from diffrestore.pipeline.options import COMPILE_MODES, DTYPES, SamplingOptions  # noqa: E402
+from diffrestore.pipeline.pipeline_diffrestore import BUNDLED_MODEL, DiffRestorePipeline  # noqa: E402
+from diffrestore.evaluation.ablation import AblationOptions, restore_ablated  # noqa: E402
+from diffrestore.pipeline.restore import resolve_device  # noqa: E402
 
 DEFAULTS = SamplingOptions()
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (bf16_peak_flops, count_flops, machine_header, peak_memory_gib, report,  # noqa: E402
                      reset_peak_memory, sync)
 
-from diffrestore.builders import build_backbone, build_identity, build_irn, build_unet, build_vqgan  # noqa: E402
+from diffrestore.models.builders import build_backbone, build_identity, build_irn, build_unet, build_vqgan  # noqa: E402
 from diffrestore.config import load_config  # noqa: E402
 from diffrestore.training import TrainConfig, Trainer  # noqa: E402
 from diffrestore.training.stages import STAGES  # noqa: E402

@@ -22,7 +22,8 @@ class ConfigError(ValueError):
     """A configuration file, override or value is invalid; the message names the key or file."""
 
 
-def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[DictConfig]:
+def read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[DictConfig]:
+    """The YAML files of a config, its `defaults` parents first, each read once (a circle is refused)."""
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: circular '{DEFAULTS_KEY}' chain")
@@ -37,7 +38,7 @@ def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[DictConfig
     parents = node.pop(DEFAULTS_KEY, [])
     chain: list[DictConfig] = []
     for parent in parents:
-        chain += _read_yaml_chain(path.parent / str(parent), seen + (path,))
+        chain += read_yaml_chain(path.parent / str(parent), seen + (path,))
     return chain + [node]
 
 
@@ -69,7 +70,7 @@ def merge_config(schema: type | DictConfig, *layers: Any, source: str = "") -> D
 
 def load_config(path: str | Path, schema: type, overrides: Sequence[str] = ()) -> DictConfig:
     """Load ``path`` (with its ``defaults`` chain) into ``schema`` and apply CLI ``overrides``."""
-    return merge_config(schema, *_read_yaml_chain(Path(path)), list(overrides), source=str(path))
+    return merge_config(schema, *read_yaml_chain(Path(path)), list(overrides), source=str(path))
 
 
 def check_kwargs(target: Any, kwargs: Mapping[str, Any], key: str) -> dict[str, Any]:

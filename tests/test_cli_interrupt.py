@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from diffrestore import cli
-from diffrestore.pipeline import DiffRestorePipeline
+from diffrestore.cli import restore as cli
+from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
 
 ROOT = Path(__file__).parents[1]
 pytestmark = pytest.mark.slow

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from diffrestore import cli
-from diffrestore.faces import DetectedFace, FaceDetector, center_face
+from diffrestore.cli import restore as cli
+from diffrestore.cli.options import fidelity_options
+from diffrestore.pipeline.faces import DetectedFace, FaceDetector, center_face
 from diffrestore.io import load_image
-from diffrestore.options import RestoreOptions
-from diffrestore.pipeline import DiffRestorePipeline
+from diffrestore.pipeline.options import RestoreOptions
+from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
 
 ROOT = Path(__file__).parents[1]
 FAST = ["--steps", "2", "--start-t", "100", "--guidance", "0", "--device", "cpu"]
@@ -109,7 +110,7 @@ def test_only_center_face_and_save_faces(model_dir, whole_paths, tmp_path, capsy
 
 
 def test_fidelity_maps_to_start_t():
-    mapped = [cli.fidelity_options(f) for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    mapped = [fidelity_options(f) for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
     assert mapped[0] == {"start_t": 400} and mapped[-1] == {"start_t": 0}
     assert mapped[2] == {"start_t": RestoreOptions().start_t}  # the default preset
     assert all(a["start_t"] > b["start_t"] for a, b in zip(mapped, mapped[1:]))

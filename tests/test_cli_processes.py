@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from diffrestore.pipeline import DiffRestorePipeline
+from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
 
 ROOT = Path(__file__).parents[1]
 pytestmark = pytest.mark.slow
@@ -67,8 +67,9 @@ def test_a_verbose_line_is_one_write(monkeypatch):
     process's line in between (seen as a lost file in the test above)."""
     from PIL import Image
 
-    from diffrestore.cli import Job, Progress
-    from diffrestore.restore import Restoration
+    from diffrestore.cli.files import Job
+    from diffrestore.cli.progress import Progress
+    from diffrestore.pipeline.restore import Restoration
 
     writes: list[str] = []
 

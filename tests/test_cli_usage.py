@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from diffrestore import cli
-from diffrestore.options import RestoreOptions
-from diffrestore.pipeline import DiffRestorePipeline
-from diffrestore.restore import FaceRestorer
+from diffrestore.cli import restore as cli
+from diffrestore.pipeline.options import RestoreOptions
+from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
+from diffrestore.pipeline.restore import FaceRestorer
 
 ROOT = Path(__file__).parents[1]
 
@@ -66,8 +66,10 @@ BAD_INPUTS = [
     ("unknown colour fix", lambda t, p: ["color_fix=bogus"], 2,
      "color_fix 'bogus': must be one of wavelet, chroma, none"),
     ("batch size 0", lambda t, p: ["--batch-size", "0"], 2, "--batch-size 0: must be at least 1"),
-    ("eta with ddpm", lambda t, p: ["--sampler", "ddpm", "--eta", "0.5"], 2,
-     "--eta 0.5: applies to the ddim sampler only"),
+    ("eta with ddpm", lambda t, p: ["--scheduler", "ddpm", "--eta", "0.5"], 2,
+     "--eta 0.5: applies to the ddim scheduler only"),
+    ("a scheduler named as the sampler", lambda t, p: ["--sampler", "ddpm"], 2,
+     "--sampler 'ddpm': is a scheduler (the update rule): use scheduler=ddpm"),
     ("guidance range reversed", lambda t, p: ["guidance_range=[0.8,0.2]"], 2,
      "guidance_range [0.8, 0.2]: must be [start, end] with 0 <= start <= end <= 1"),
     ("negative guidance", lambda t, p: ["--guidance", "-1"], 2, "--guidance -1.0: must be >= 0 (0 = off)"),
@@ -173,8 +175,8 @@ def test_broken_weights_exit_2_naming_the_model(tmp_path, face_paths, capsys):
 def test_the_cli_and_the_pipeline_refuse_options_by_the_same_rules():
     """One validator: the CLI prints RestoreOptions.problems with its flag names, and the pipeline's
     check() raises the first of the same problems."""
-    from diffrestore.cli import option_problems
-    from diffrestore.options import RestoreOptions, SamplingOptions
+    from diffrestore.cli.options import option_problems
+    from diffrestore.pipeline.options import RestoreOptions, SamplingOptions
 
     bad = RestoreOptions(steps=0, feather=0.9, color_fix="sepia")
     assert [line.split(":")[0] for line in option_problems(bad)] == ["--steps 0", "color_fix 'sepia'", "feather 0.9"]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from diffrestore.colorfix import chroma_color_fix, low_frequency, luma, wavelet_color_fix
+from diffrestore.pipeline.colorfix import chroma_color_fix, low_frequency, luma, wavelet_color_fix
 
 
 def smooth_face(seed: int) -> torch.Tensor:

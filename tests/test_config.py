@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from diffrestore.config import ConfigError, check_kwargs, load_config, merge_config
-from diffrestore.degradations import DegradationConfig
+from diffrestore.data.degradations import DegradationConfig
 
 
 @dataclass
@@ -88,7 +88,7 @@ def test_real_configs_load():
     """Every training config of the repository validates against its schema."""
     from pathlib import Path
 
-    from diffrestore.builders import load_template
+    from diffrestore.models.builders import load_template
     from diffrestore.training.schema import TrainConfig
 
     configs = sorted((Path(__file__).parents[1] / "configs" / "train").rglob("*.yaml"))

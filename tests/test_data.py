@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from diffrestore.data import HQFaceDataset, LQFolderDataset, PairedFaceDataset
-from diffrestore.degradations import DegradationConfig, degrade, DegradationParams
+from diffrestore.data.datasets import HQFaceDataset, LQFolderDataset, PairedFaceDataset
+from diffrestore.data.degradations import DegradationConfig, degrade, DegradationParams
 from diffrestore.io import ImageLoadError, load_image, pil_to_tensor
-from diffrestore import testset
+from diffrestore.evaluation import testset
 
 
 @pytest.fixture()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffrestore.degradations import (DegradationConfig, DegradationParams, degrade, gaussian_kernel,
-                                      sample_params)
+from diffrestore.data.degradations import (DegradationConfig, DegradationParams, degrade, gaussian_kernel,
+                                           sample_params)
 from diffrestore.io import load_image, pil_to_tensor
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from scipy import stats
 
-from diffrestore import jpeg as torch_jpeg
-from diffrestore.degradations import (DegradationBatch, DegradationConfig, blur, degrade, degrade_batch,
-                                      gaussian_kernel, gaussian_kernels, jpeg, resize, sample_batch, sample_params)
+from diffrestore.data import jpeg as torch_jpeg
+from diffrestore.data.degradations import (DegradationBatch, DegradationConfig, blur, degrade, degrade_batch,
+                                           gaussian_kernel, gaussian_kernels, jpeg, resize, sample_batch, sample_params)
 from diffrestore.io import load_image, pil_to_tensor
 
 RESOLUTION = 128
@@ -79,7 +79,7 @@ def test_batched_degradation_matches_the_single_image_path(faces):
 
 
 def test_resize_through_the_bank_is_the_bicubic_resize(faces):
-    from diffrestore.degradations import _resize_bank, _separable
+    from diffrestore.data.degradations import _resize_bank, _separable
     down, up = _resize_bank(RESOLUTION, torch.device("cpu"))
     sides = torch.tensor([17, 40, 77, 128])
     small = _separable(down[sides], faces[:4])

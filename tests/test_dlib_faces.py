@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffrestore.dlib_faces import SAME_PERSON_THRESHOLD, landmark_distance
+from diffrestore.evaluation.dlib_faces import SAME_PERSON_THRESHOLD, landmark_distance
 from diffrestore.io import load_image
 
 pytest.importorskip("dlib")
@@ -14,7 +14,7 @@ pytest.importorskip("dlib")
 
 @pytest.fixture(scope="module")
 def faces():
-    from diffrestore.dlib_faces import DlibFaces
+    from diffrestore.evaluation.dlib_faces import DlibFaces
 
     return DlibFaces()
 

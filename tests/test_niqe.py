@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffrestore import niqe as N
-from diffrestore.degradations import DegradationParams, blur, degrade, gaussian_kernel
+from diffrestore.evaluation import niqe as N
+from diffrestore.data.degradations import DegradationParams, blur, degrade, gaussian_kernel
 from diffrestore.io import load_image, pil_to_tensor
 
 CELEBAHQ = sorted((Path(__file__).parent / "assets" / "celebahq").iterdir())

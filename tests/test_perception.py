@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from diffrestore.builders import load_template
+from diffrestore.models.builders import load_template
 from diffrestore.geometry import ARCFACE_112, template_to_template, warp_affine
 from diffrestore.io import load_image, pil_to_tensor
 from diffrestore.perception import sface as sface_module

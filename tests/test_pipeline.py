@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from diffrestore.ablation import AblationOptions, restore_ablated
-from diffrestore.assemble import main as assemble_main
-from diffrestore.faces import FaceDetector
+from diffrestore.evaluation.ablation import AblationOptions, restore_ablated
+from diffrestore.training.assemble import main as assemble_main
+from diffrestore.pipeline.faces import FaceDetector
 from diffrestore.io import load_image
-from diffrestore.options import RestoreOptions
-from diffrestore.pipeline import DiffRestorePipeline, load_model_config
-from diffrestore.restore import FaceRestorer, face_seed
-from samplers import SAMPLERS
+from diffrestore.pipeline.options import RestoreOptions
+from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline, load_model_config
+from diffrestore.pipeline.restore import FaceRestorer, face_seed
+from diffrestore.sampling import SCHEDULERS
 
 TINY = Path(__file__).parents[1] / "configs" / "model" / "tiny.yaml"
 R = 32
@@ -40,27 +40,27 @@ def lq() -> torch.Tensor:
     return torch.rand(2, 3, R, R, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
 
-def with_sampler(pipe, sampler):
-    return pipe.with_components(scheduler=SAMPLERS[sampler].from_config(pipe.scheduler.config))
+def with_scheduler(pipe, scheduler):
+    return pipe.with_components(scheduler=SCHEDULERS[scheduler].from_config(pipe.scheduler.config))
 
 
-def call(pipe, lq, seed=0, sampler=None, **kwargs):
+def call(pipe, lq, seed=0, scheduler=None, **kwargs):
     """The pipeline call on tensors, 4 steps from t = 300 unless ``kwargs`` say otherwise."""
-    pipe = with_sampler(pipe, sampler) if sampler else pipe
+    pipe = with_scheduler(pipe, scheduler) if scheduler else pipe
     kwargs = {"steps": 4, "start_t": 300, **kwargs}
     return pipe(lq, generator=torch.Generator().manual_seed(seed), output_type="pt", **kwargs).images
 
 
-def ablate(pipe, lq, seed=0, sampler=None, **kwargs):
+def ablate(pipe, lq, seed=0, scheduler=None, **kwargs):
     """``call`` through the sweeps' ablation switches (mask, start_from, condition, backbone_only)."""
-    pipe = with_sampler(pipe, sampler) if sampler else pipe
+    pipe = with_scheduler(pipe, scheduler) if scheduler else pipe
     options = AblationOptions(**{"steps": 4, "start_t": 300, **kwargs})
     return restore_ablated(pipe, lq, options, torch.Generator().manual_seed(seed))
 
 
-def latents_of(pipe, lq, run=call, sampler=None, **kwargs):
+def latents_of(pipe, lq, run=call, scheduler=None, **kwargs):
     """The sampler's z_0 (before the quantizing decoder), captured on the way out of ``run``."""
-    pipe = with_sampler(pipe, sampler) if sampler else pipe
+    pipe = with_scheduler(pipe, scheduler) if scheduler else pipe
     seen = {}
     original = pipe.decode
 
@@ -78,10 +78,10 @@ def latents_of(pipe, lq, run=call, sampler=None, **kwargs):
 
 
 def test_output_shape_range_and_reproducibility(pipe, lq):
-    a = call(pipe, lq, sampler="ddpm")
+    a = call(pipe, lq, scheduler="ddpm")
     assert a.shape == lq.shape and a.min() >= -1 and a.max() <= 1
-    assert torch.equal(a, call(pipe, lq, sampler="ddpm"))
-    assert not torch.equal(latents_of(pipe, lq, sampler="ddpm"), latents_of(pipe, lq, sampler="ddpm", seed=1))
+    assert torch.equal(a, call(pipe, lq, scheduler="ddpm"))
+    assert not torch.equal(latents_of(pipe, lq, scheduler="ddpm"), latents_of(pipe, lq, scheduler="ddpm", seed=1))
 
 
 def test_unet_called_once_per_step_starting_at_start_t(pipe, lq):
@@ -97,16 +97,16 @@ def test_unet_called_once_per_step_starting_at_start_t(pipe, lq):
 
 
 def test_guidance_off_paths_are_bit_identical(pipe, lq):
-    unguided = latents_of(pipe, lq, sampler="ddpm", guidance=0.0)
-    assert torch.equal(latents_of(pipe, lq, ablate, sampler="ddpm", guidance=0.0, mask="full"), unguided)
-    assert torch.equal(latents_of(pipe, lq, ablate, sampler="ddpm", guidance=0.5, mask="off"), unguided)
+    unguided = latents_of(pipe, lq, scheduler="ddpm", guidance=0.0)
+    assert torch.equal(latents_of(pipe, lq, ablate, scheduler="ddpm", guidance=0.0, mask="full"), unguided)
+    assert torch.equal(latents_of(pipe, lq, ablate, scheduler="ddpm", guidance=0.5, mask="off"), unguided)
     logits = pipe.mask.logits.data.clone()
     pipe.mask.logits.data.fill_(-float("inf"))  # an all-zero learned mask
     try:
-        assert torch.equal(latents_of(pipe, lq, sampler="ddpm", guidance=0.5), unguided)
+        assert torch.equal(latents_of(pipe, lq, scheduler="ddpm", guidance=0.5), unguided)
     finally:
         pipe.mask.logits.data.copy_(logits)
-    guided = latents_of(pipe, lq, sampler="ddpm", guidance=0.5)
+    guided = latents_of(pipe, lq, scheduler="ddpm", guidance=0.5)
     assert (guided - unguided).abs().mean() > 1e-3
 
 
@@ -154,7 +154,7 @@ def test_save_and_load_round_trip(pipe, lq, tmp_path):
     assert index["backbone"][1] == "RestorationNet" and index["resolution"] == R
     loaded = DiffRestorePipeline.from_pretrained(tmp_path / "pipe")
     assert loaded.config.template == pipe.config.template and loaded.config.condition is True
-    for kwargs in ({"sampler": "ddpm"}, {"guidance": 0.3, "eta": 0.5}):
+    for kwargs in ({"scheduler": "ddpm"}, {"guidance": 0.3, "eta": 0.5}):
         assert torch.equal(call(loaded, lq, **kwargs), call(pipe, lq, **kwargs))
 
 
@@ -192,7 +192,7 @@ def test_assemble_writes_a_loadable_folder_and_refuses_to_overwrite(pipe, lq, tm
 
 
 def test_missing_default_model_explains_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr("diffrestore.pipeline.BUNDLED_MODEL", tmp_path / "utkface128")
+    monkeypatch.setattr("diffrestore.pipeline.pipeline_diffrestore.BUNDLED_MODEL", tmp_path / "utkface128")
     with pytest.raises(FileNotFoundError, match="diffrestore-assemble"):
         DiffRestorePipeline.from_pretrained()
     with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
@@ -200,7 +200,7 @@ def test_missing_default_model_explains_what_to_do(tmp_path, monkeypatch):
 
 
 def test_a_bundled_model_is_found_by_name_unless_a_path_of_that_name_exists(tmp_path, monkeypatch):
-    from diffrestore.pipeline import BUNDLED_MODEL, PRETRAINED, model_folder
+    from diffrestore.pipeline.pipeline_diffrestore import BUNDLED_MODEL, PRETRAINED, model_folder
 
     assert model_folder(None) == BUNDLED_MODEL
     assert model_folder("utkface128") == PRETRAINED / "utkface128"
@@ -238,7 +238,7 @@ def test_face_seed_depends_on_seed_and_key():
 
 
 def test_restore_photo_pastes_every_face_and_keeps_the_background(restorer, whole_paths):
-    from diffrestore.faces import alignment_matrix, paste_faces, upscale_image
+    from diffrestore.pipeline.faces import alignment_matrix, paste_faces, upscale_image
     from diffrestore.io import pil_to_tensor
 
     photo = load_image(whole_paths[0])
@@ -267,7 +267,7 @@ def test_looks_aligned(restorer, face_paths, whole_paths):
     blank = whole.crop((0, 0, 64, 64)).resize((128, 128))
     assert restorer.looks_aligned(blank, [])  # square, no face: an undetectable aligned face
     template = np.asarray(restorer.template) * (128 / R)
-    from diffrestore.faces import DetectedFace
+    from diffrestore.pipeline.faces import DetectedFace
     on_template = DetectedFace(np.array([0, 0, 128, 128.0]), template + 1.0, 0.99)
     off_template = DetectedFace(np.array([0, 0, 64, 64.0]), template * 0.5, 0.99)
     assert restorer.looks_aligned(blank, [on_template])
@@ -306,7 +306,7 @@ def test_compiled_unet_keeps_the_outputs(lq):
 
 
 def test_color_fix_takes_the_colours_of_the_backbone_estimate(pipe, lq):
-    from diffrestore.colorfix import low_frequency
+    from diffrestore.pipeline.colorfix import low_frequency
 
     estimate = pipe.backbone(lq).clamp(-1, 1)
     colours = lambda x: low_frequency(x, pipe.color_fix_levels)  # noqa: E731

@@ -18,8 +18,8 @@ from PIL import Image
 from diffrestore import DiffRestorePipeline, DiffRestorePipelineOutput, RestoreOptions, SamplingOptions
 from diffrestore.config import load_config
 from diffrestore.io import load_image, pil_to_tensor, tensor_to_pil
-from diffrestore.restore import face_seed
-from samplers import respaced_timesteps
+from diffrestore.pipeline.restore import face_seed
+from diffrestore.sampling import respaced_timesteps
 
 ROOT = Path(__file__).parents[1]
 TINY = ROOT / "configs" / "model" / "tiny.yaml"
@@ -110,7 +110,7 @@ def test_progress_bar_and_step_callback(pipe, faces):
     seen = []
 
     def callback(p, step, timestep, tensors):
-        assert p is pipe and tensors["latents"].shape == (1, *pipe.latent_shape)
+        assert p is pipe and tensors["latents"].shape == tensors["denoised"].shape == (1, *pipe.latent_shape)
         seen.append((step, timestep))
         return {}
 
@@ -131,7 +131,7 @@ def test_progress_bar_and_step_callback(pipe, faces):
 
 
 # --------------------------------------------------------------------------------------------------
-# the scheduler slot is the sampler
+# the scheduler slot is the sampler's update rule; options.sampler the algorithm
 
 
 def restore_with(pipe, scheduler_class, faces, **kwargs):
@@ -139,8 +139,8 @@ def restore_with(pipe, scheduler_class, faces, **kwargs):
     return swapped(faces, generator=seeded(3), output_type="pt", **{"steps": 20, "start_t": 400, **kwargs}).images
 
 
-def test_swapping_the_scheduler_swaps_the_sampler(pipe, faces):
-    assert type(pipe.scheduler) is DDIMScheduler  # what from_parts puts in the slot: the default sampler
+def test_swapping_the_scheduler_swaps_the_update_rule(pipe, faces):
+    assert type(pipe.scheduler) is DDIMScheduler  # what from_parts puts in the slot: the default scheduler
     ddim = restore_with(pipe, DDIMScheduler, faces, guidance=0.0)
     # Euler in sigma space is DDIM (eta 0) written in other coordinates: the same result up to rounding
     torch.testing.assert_close(restore_with(pipe, EulerDiscreteScheduler, faces, guidance=0.0), ddim,
@@ -193,7 +193,7 @@ def test_the_default_preset_is_the_dataclass_and_presets_list_only_changes():
 
 
 def test_the_cli_defaults_are_the_pipeline_defaults():
-    from diffrestore import cli
+    from diffrestore.cli import restore as cli
 
     options = cli.build_options(cli.parse_args(["--lq", "x"]))
     assert options == RestoreOptions()

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from diffrestore.builders import load_template, template_for_size
+from diffrestore.models.builders import load_template, template_for_size
 from diffrestore.evaluation.features import resolve_template
 from diffrestore.evaluation.restore_set import main
 from diffrestore.io import load_image, pil_to_tensor
-from diffrestore.options import RestoreOptions
-from diffrestore.restore import FaceRestorer, framing_matrix
+from diffrestore.pipeline.options import RestoreOptions
+from diffrestore.pipeline.restore import FaceRestorer, framing_matrix
 
 CELEBAHQ = sorted((Path(__file__).parent / "assets" / "celebahq").iterdir())
 

@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from diffrestore import cli as sample
-from diffrestore.faces import FaceDetector, alignment_matrix, paste_faces, upscale_image
+from diffrestore.cli import restore as sample
+from diffrestore.cli.files import comparison_path
+from diffrestore.pipeline.faces import FaceDetector, alignment_matrix, paste_faces, upscale_image
 from diffrestore.io import load_image, pil_to_tensor
-from diffrestore.pipeline import DiffRestorePipeline
+from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
 
 ROOT = Path(__file__).parents[1]
 
@@ -52,7 +53,7 @@ def test_aligned_folder_then_resume(model_dir, face_paths, tmp_path, capsys):
     for path in inputs:
         result = out / path.relative_to(lq)
         assert Image.open(result).size == (256, 256)  # the input's 128 px x upscale 2 (the model works at 32)
-        assert Image.open(sample.comparison_path(result)).size == (512, 256)
+        assert Image.open(comparison_path(result)).size == (512, 256)
     assert {p: p.read_bytes() for p in inputs} == before  # inputs untouched
     assert "done 6" in capsys.readouterr().out
 
@@ -68,7 +69,7 @@ def test_same_seed_same_output(model_dir, face_paths, tmp_path):
     runs = []
     for name in ("a", "b"):
         assert sample.main(["--lq", str(lq), "--model", str(model_dir), "--out", str(tmp_path / name), "--aligned",
-                            "sampler=ddpm", *FAST]) == 0
+                            "scheduler=ddpm", *FAST]) == 0
         runs.append(pil_to_tensor(load_image(tmp_path / name / "one.webp")))
     # WebP is lossy but deterministic: identical restorations encode to identical files
     assert (tmp_path / "a" / "one.webp").read_bytes() == (tmp_path / "b" / "one.webp").read_bytes()

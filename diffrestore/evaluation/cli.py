@@ -6,11 +6,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from .. import metrics as M
+from . import metrics as M
 from .groups import GROUPINGS
 from .reports import write_reports
 from .scoring import evaluate_folders
-from .selection import METRICS
+from .registry import METRICS
 
 DESCRIPTION = """Score restored faces against ground truth (or, without it, against their LQ inputs).
 

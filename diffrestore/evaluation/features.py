@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import metrics as M
-from ..builders import load_template, template_for_size
+from . import metrics as M
+from ..models.builders import load_template, template_for_size
 from ..io import load_image, pil_to_tensor
 
 

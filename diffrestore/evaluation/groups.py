@@ -6,7 +6,7 @@ import re
 from collections import defaultdict
 from typing import Any, Sequence
 
-from ..metrics import summarize
+from .metrics import summarize
 
 GROUPINGS = ("utkface",)
 GENDERS = {0: "male", 1: "female"}

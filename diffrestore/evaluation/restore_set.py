@@ -31,8 +31,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from ..ablation import AblationOptions, AblationRestorer
-from ..builders import load_template
+from .ablation import AblationOptions, AblationRestorer
+from ..models.builders import load_template
 from ..config import load_config, merge_config
 from ..io import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil
 

@@ -7,8 +7,9 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from ..builders import ModelConfig
-from ..degradations import DegradationConfig
+from ..config import ConfigError
+from ..models.builders import ModelConfig
+from ..data.degradations import DegradationConfig
 
 
 @dataclass
@@ -71,3 +72,23 @@ class TrainConfig:
     # a checkpoint resumed from replaces them.
     init: Dict[str, str] = field(default_factory=dict)
     loss: Dict[str, Any] = field(default_factory=dict)  # stage-specific, validated by the stage
+
+
+MIXED_PRECISION = ("no", "fp16", "bf16")
+LOG_WITH = ("tensorboard", "none")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse a value no stage can train with, naming its key (``mixed_precision=no`` on a command line is YAML's false)."""
+    if str(cfg.mixed_precision).lower() == "false":  # `mixed_precision=no` on a command line: YAML's false
+        cfg.mixed_precision = "no"
+    if cfg.mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(f"config key 'mixed_precision': {cfg.mixed_precision!r} is not one of {MIXED_PRECISION}")
+    if cfg.log_with not in LOG_WITH:
+        raise ConfigError(f"config key 'log_with': {cfg.log_with!r} is not one of {LOG_WITH}")
+    for key in ("max_steps", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "sample_every",
+                "log_every"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(cfg, key)}")
+    if not 0.0 <= cfg.ema_decay <= 1.0:
+        raise ConfigError(f"config key 'ema_decay': must be in [0, 1], got {cfg.ema_decay}")

@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 if TYPE_CHECKING:
-    from ..data import ResidentFaces
+    from ..data.datasets import ResidentFaces
     from .schema import TrainConfig
 
 Losses = dict[str, tuple[Tensor, dict[str, float]]]

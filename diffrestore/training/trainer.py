@@ -7,18 +7,15 @@ an exact resume) is documented in :mod:`diffrestore.training.stage`.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import sys
 import time
 import warnings
 from collections import defaultdict
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import (DistributedDataParallelKwargs, GradientAccumulationPlugin, ProjectConfiguration,
@@ -27,84 +24,22 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..config import ConfigError
-from ..data import ResidentFaces
+from ..data.datasets import ResidentFaces
 from ..io import save_image
 from . import checkpoint as ckpt
-from .schema import TrainConfig
+from .batches import ResidentBatches, epoch_loader, first_items
+from .records import append_json_line, drop_rows_after, weights_digest
+from .schema import TrainConfig, check_config
+from .setup import ema_applied, speed_up, warm_start
 from .stage import Stage
 
 logger = logging.getLogger(__name__)
 
-MIXED_PRECISION = ("no", "fp16", "bf16")
-LOG_WITH = ("tensorboard", "none")
 GRID_ITEMS = 8  # images in a sample grid
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
-    """The data order of one epoch: a function of ``(seed, epoch)`` only."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-
-class ResidentBatches:
-    """Batches of a :class:`ResidentFaces` set for one process of ``num_processes``: each global batch
-    of the epoch's permutation is split between the processes, as accelerate shards a DataLoader, and
-    the randomness inside a batch comes from a generator seeded by ``(seed, epoch, batch, process)``,
-    so a resumed run sees exactly the batches it would have seen."""
-
-    def __init__(self, faces: ResidentFaces, batch_size: int, seed: int, process_index: int,
-                 num_processes: int) -> None:
-        self.faces, self.batch_size, self.seed = faces, batch_size, seed
-        self.rank, self.world = process_index, num_processes
-
-    def __len__(self) -> int:
-        return len(self.faces) // (self.batch_size * self.world)
-
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[dict[str, Tensor]]:
-        order = epoch_permutation(len(self.faces), self.seed, epoch).to(self.faces.device)
-        for b in range(skip, len(self)):
-            start = (b * self.world + self.rank) * self.batch_size
-            seed = int(np.random.SeedSequence([self.seed, epoch, b, self.rank]).generate_state(1)[0])
-            generator = torch.Generator(self.faces.device).manual_seed(seed)
-            yield self.faces.batch(order[start:start + self.batch_size], generator)
-
-
-class EpochShuffle(Sampler[tuple[int, int]]):
-    """``(epoch, index)`` over a permutation of ``range(n)`` that depends only on ``(seed, epoch)``: the
-    same on every process (accelerate shards the batches), so the data order survives a restart."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(self.epoch, i) for i in epoch_permutation(self.n, self.seed, self.epoch).tolist()])
-
-    def __len__(self) -> int:
-        return self.n
-
-
-class EpochItems(Dataset):
-    """Calls ``dataset.set_epoch`` with the epoch that comes with each index, inside the process that
-    loads the item: persistent DataLoader workers hold their own copies of the dataset."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset, self.epoch = dataset, None
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
-        if epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        self.epoch = epoch
-        return self.dataset[index]
 
 
 class Trainer:
@@ -113,7 +48,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig | DictConfig, stage: Stage) -> None:
         self.cfg = cfg
         self.stage = stage
-        self._check_config()
+        check_config(cfg)
         self.output_dir = Path(cfg.output_dir)
         self.ckpt_root = self.output_dir / "checkpoints"
         self.accum = cfg.gradient_accumulation_steps
@@ -135,32 +70,17 @@ class Trainer:
         self._build()
 
     # ---------------------------------------------------------------- setup
-    def _check_config(self) -> None:
-        cfg = self.cfg
-        if str(cfg.mixed_precision).lower() == "false":  # `mixed_precision=no` on a command line: YAML's false
-            cfg.mixed_precision = "no"
-        if cfg.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(f"config key 'mixed_precision': {cfg.mixed_precision!r} is not one of {MIXED_PRECISION}")
-        if cfg.log_with not in LOG_WITH:
-            raise ConfigError(f"config key 'log_with': {cfg.log_with!r} is not one of {LOG_WITH}")
-        for key in ("max_steps", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "sample_every",
-                    "log_every"):
-            if getattr(cfg, key) < 1:
-                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(cfg, key)}")
-        if not 0.0 <= cfg.ema_decay <= 1.0:
-            raise ConfigError(f"config key 'ema_decay': must be in [0, 1], got {cfg.ema_decay}")
-
     def _build(self) -> None:
         acc, cfg, stage = self.accelerator, self.cfg, self.stage
         models = stage.build_models()
         if not models:
             raise ValueError(f"stage {cfg.stage!r}: build_models() returned no models")
-        self._warm_start(models)
+        warm_start(models, cfg.init, cfg.stage)
         unknown = set(stage.ema_names) - set(models)
         if unknown:
             raise ValueError(f"stage {cfg.stage!r}: ema_names {sorted(unknown)} are not trainable models")
         self.frozen = {name: m.eval().requires_grad_(False).to(acc.device) for name, m in stage.build_frozen().items()}
-        self._speed_up(models, self.frozen)
+        speed_up(models, self.frozen, cfg.channels_last, cfg.compile)
 
         optimizers = [torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=cfg.optim.lr,
                                         betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay,
@@ -177,7 +97,9 @@ class Trainer:
             prepared = acc.prepare(*models.values(), *optimizers)
             self.loader = None
         else:
-            prepared = acc.prepare(*models.values(), *optimizers, self._data_loader())
+            loader, self.sampler, self.loader_generator = epoch_loader(self.train_set, cfg.batch_size, cfg.seed,
+                                                                       cfg.data.num_workers, acc.device.type == "cuda")
+            prepared = acc.prepare(*models.values(), *optimizers, loader)
             self.loader = prepared[-1]
         n = len(models)
         self.models: dict[str, nn.Module] = dict(zip(models, prepared[:n]))
@@ -190,31 +112,6 @@ class Trainer:
         self.emas = {name: EMAModel(self.params[name], decay=cfg.ema_decay, foreach=True) for name in stage.ema_names}
         acc.register_for_checkpointing(*self.schedulers, *self.emas.values(), stage)
         self.grid_batch = self._fixed_batch()
-
-    def _warm_start(self, models: dict[str, nn.Module]) -> None:
-        for name, folder in self.cfg.init.items():
-            if name not in models:
-                raise ConfigError(f"config key 'init.{name}': not a trainable model of the {self.cfg.stage} stage "
-                                  f"({', '.join(models)})")
-            if not (Path(folder) / "config.json").is_file():
-                raise ConfigError(f"config key 'init.{name}': {folder}: not a saved model folder (no config.json)")
-            saved = type(models[name]).from_pretrained(folder, torch_dtype=torch.float32)
-            try:
-                models[name].load_state_dict(saved.state_dict())
-            except RuntimeError as err:
-                raise ConfigError(f"config key 'init.{name}': {folder} does not fit the model config: {err}") from None
-            if "scaling_factor" in saved.config:  # a latent scale belongs to the weights it was measured on
-                models[name].register_to_config(scaling_factor=saved.config.scaling_factor)
-
-    def _data_loader(self) -> DataLoader:
-        self.sampler = EpochShuffle(len(self.train_set), self.cfg.seed)
-        # Worker seeds come from this generator (re-seeded per epoch), not from the global RNG, so
-        # creating a DataLoader iterator after a resume does not shift the global random stream.
-        self.loader_generator = torch.Generator()
-        workers = self.cfg.data.num_workers
-        return DataLoader(EpochItems(self.train_set), batch_size=self.cfg.batch_size, sampler=self.sampler,
-                          drop_last=True, num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=self.accelerator.device.type == "cuda", generator=self.loader_generator)
 
     def _resident_faces(self) -> ResidentFaces:
         """The training set decoded into device memory; the stage precomputes what depends on it alone."""
@@ -229,32 +126,11 @@ class Trainer:
                                f"({faces.images.nbytes / 2**30:.2f} GiB, {time.perf_counter() - tic:.1f} s)")
         return faces
 
-    def _speed_up(self, models: dict[str, nn.Module], frozen: dict[str, nn.Module]) -> None:
-        """``channels_last`` and ``compile``: models in place, before DDP wraps them. A frozen model is
-        compiled piecewise (its children), since stages call its methods (``encode``), not ``forward``."""
-        cfg = self.cfg
-        if cfg.channels_last:
-            for m in (*models.values(), *frozen.values()):
-                m.to(memory_format=torch.channels_last)
-        if cfg.compile:
-            import torch._dynamo
-            torch._dynamo.config.suppress_errors = True  # fall back to eager for what does not compile
-            for m in models.values():
-                m.compile()
-            for m in frozen.values():
-                for child in m.children():
-                    child.compile()
-
     def _fixed_batch(self) -> dict[str, Tensor]:
         """The images of every sample grid: the first items of the validation set, else of the training set."""
         dataset: Dataset | None = self.stage.val_dataset()
-        if dataset is None or len(dataset) == 0:
-            dataset = self.train_set
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(0)
-        items = [dataset[i] for i in range(min(GRID_ITEMS, len(dataset)))]
-        return {k: v.to(self.accelerator.device) if isinstance(v, Tensor) else v
-                for k, v in default_collate(items).items()}
+        return first_items(dataset if dataset is not None and len(dataset) else self.train_set, GRID_ITEMS,
+                           self.accelerator.device)
 
     def unwrap(self, name: str) -> nn.Module:
         return self.accelerator.unwrap_model(self.models[name])
@@ -290,30 +166,12 @@ class Trainer:
         self.step = state["step"]
         acc.step = self.step * self.accum  # micro-batch counter that drives accumulation
         acc.print(f"resumed from {path} at step {self.step}")
-        self._warn_if_schedule_changed(state["config"], path)
+        for key, before, after in ckpt.schedule_changes(state["config"], OmegaConf.structured(cfg)):
+            logger.warning("%s: saved with %s=%s, resumed with %s: the learning-rate schedule changes from here on",
+                           path, key, before, after)
         if acc.is_main_process:
-            self._drop_log_rows_after(self.step)
+            drop_rows_after(self.output_dir / "log.jsonl", self.step)
         self._event(f"resumed from {path}")
-
-    def _warn_if_schedule_changed(self, saved: dict, path: Path) -> None:
-        saved, now = OmegaConf.create(saved), OmegaConf.structured(self.cfg)
-        for key in ("max_steps", "optim.lr", "optim.lr_schedule", "optim.warmup_steps"):
-            before, after = OmegaConf.select(saved, key), OmegaConf.select(now, key)
-            if before != after:
-                logger.warning("%s: saved with %s=%s, resumed with %s: the learning-rate schedule changes from "
-                               "here on", path, key, before, after)
-
-    def _drop_log_rows_after(self, step: int) -> None:
-        """The rows of ``log.jsonl`` past the checkpoint's step belong to the run that was cut short."""
-        log = self.output_dir / "log.jsonl"
-        if not log.is_file():
-            return
-        rows = log.read_text().splitlines(keepends=True)
-        kept = [row for row in rows if json.loads(row).get("step", 0) <= step]
-        if len(kept) != len(rows):
-            tmp = log.with_suffix(".tmp")
-            tmp.write_text("".join(kept))
-            tmp.replace(log)
 
     def _save(self) -> Path:
         acc, cfg = self.accelerator, self.cfg
@@ -397,33 +255,18 @@ class Trainer:
         values["img_per_s"] = images * acc.num_processes / max(seconds, 1e-9)
         acc.log(values, step=self.step)
         if acc.is_main_process:
-            with open(self.output_dir / "log.jsonl", "a") as handle:
-                handle.write(json.dumps({"step": self.step, "time": time.time(), **values}) + "\n")
+            append_json_line(self.output_dir / "log.jsonl", {"step": self.step, "time": time.time(), **values})
         return values
 
     def _event(self, text: str) -> None:
         if self.accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.output_dir / "log.jsonl", "a") as handle:
-                handle.write(json.dumps({"step": self.step, "time": time.time(), "event": text}) + "\n")
-
-    @contextmanager
-    def _ema_applied(self, models: dict[str, nn.Module]) -> Iterator[None]:
-        """Temporarily put the EMA weights into ``models`` (the unwrapped training models)."""
-        for name, ema in self.emas.items():
-            ema.store(self.params[name])
-            ema.copy_to(self.params[name])
-        try:
-            yield
-        finally:
-            for name, ema in self.emas.items():
-                ema.restore(self.params[name])
+            append_json_line(self.output_dir / "log.jsonl", {"step": self.step, "time": time.time(), "event": text})
 
     def _sample(self) -> None:
         """Main process only: no collective calls in here."""
         models = {name: self.unwrap(name) for name in self.models}
         # Eager: a compiled model would recompile for no_grad (110 s for the 256 px UNet) to save milliseconds.
-        with self._ema_applied(models), torch.no_grad(), self.accelerator.autocast(), \
+        with ema_applied(self.emas, self.params), torch.no_grad(), self.accelerator.autocast(), \
                 torch.compiler.set_stance("force_eager"):
             for m in models.values():
                 m.eval()
@@ -460,23 +303,12 @@ class Trainer:
         """Debug: which samples this process consumed (``debug_record_indices``)."""
         if "index" not in batch:
             raise KeyError(f"stage {self.cfg.stage!r}: debug_record_indices needs an 'index' entry in each item")
-        path = self.output_dir / "debug" / f"indices_rank{self.accelerator.process_index}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as handle:
-            handle.write(json.dumps({"step": self.step, "micro_batch": micro,
-                                     "indices": batch["index"].flatten().tolist()}) + "\n")
+        append_json_line(self.output_dir / "debug" / f"indices_rank{self.accelerator.process_index}.jsonl",
+                         {"step": self.step, "micro_batch": micro, "indices": batch["index"].flatten().tolist()})
 
     def _record_weights(self) -> None:
         """Debug: a digest of every model's weights (and EMA) on this process, to compare processes."""
-        digests = {}
-        for name in self.models:
-            digest = hashlib.sha256()
-            for key, value in sorted(self.unwrap(name).state_dict().items()):
-                digest.update(key.encode() + value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-            if name in self.emas:
-                for value in self.emas[name].shadow_params:
-                    digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-            digests[name] = digest.hexdigest()
+        digests = {name: weights_digest(self.unwrap(name), self.emas.get(name)) for name in self.models}
         path = self.output_dir / "debug" / f"weights_rank{self.accelerator.process_index}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"step": self.step, "sha256": digests}))

@@ -14,10 +14,11 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
-from ...builders import ModelConfig, latent_shape, load_template
+from ...models.builders import ModelConfig, latent_shape, load_template
+from ...models.codec import LatentCodec
 from ...config import ConfigError, merge_config
-from ...data import HQFaceDataset, PairedFaceDataset
-from ...metrics import _hub_checkpoint
+from ...data.datasets import HQFaceDataset, PairedFaceDataset
+from ...measures import hub_checkpoint
 from ...models import FacenetIdentity, IdentityNet, RestorationNet
 
 if TYPE_CHECKING:
@@ -62,12 +63,10 @@ def load_vqgan(cfg: TrainConfig) -> VQModel:
     """The frozen VQGAN of ``pretrained.vqgan``, checked against the model config's latent shape."""
     path = pretrained_path(cfg, "vqgan")
     vqgan = VQModel.from_pretrained(path, torch_dtype=torch.float32)
-    channels, height, _ = latent_shape(cfg.model)
-    got = vqgan.config.vq_embed_dim or vqgan.config.latent_channels
-    factor = 2 ** (len(vqgan.config.block_out_channels) - 1)
-    if got != channels or cfg.model.resolution // factor != height:
-        raise ConfigError(f"config key 'pretrained.vqgan': {path} has {got}-channel latents at 1/{factor} "
-                          f"resolution; the model config expects {channels} channels of {height}x{height}")
+    expected, got = latent_shape(cfg.model), LatentCodec(vqgan).latent_shape(cfg.model.resolution)
+    if got != expected:
+        raise ConfigError(f"config key 'pretrained.vqgan': {path} gives latents of shape {got} at "
+                          f"{cfg.model.resolution} px; the model config expects {expected}")
     return vqgan
 
 
@@ -94,7 +93,7 @@ def load_identity_network(spec: str, model_cfg: ModelConfig) -> nn.Module:
     if spec == "sface":
         return load_sface_identity(model_cfg)
     if spec == "facenet" or spec.startswith("facenet:"):
-        weights = Path(spec.split(":", 1)[1]) if ":" in spec else _hub_checkpoint(FACENET_VGGFACE2_FILE)
+        weights = Path(spec.split(":", 1)[1]) if ":" in spec else hub_checkpoint(FACENET_VGGFACE2_FILE)
         if not weights.is_file():
             raise ConfigError(f"config key 'pretrained.identity': {weights}: facenet vggface2 weights not found "
                               "(they are not downloaded at training time; pass facenet:/path/to/weights.pt)")

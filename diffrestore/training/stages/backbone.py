@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ...builders import build_backbone
+from ...models.builders import build_backbone
 from ..stage import Losses, Stage
 from ._common import image_rows, loss_config, paired_dataset, paired_val_dataset, save_fp16
 

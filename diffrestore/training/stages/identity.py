@@ -35,10 +35,10 @@ from accelerate import PartialState
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from samplers.guidance import identity_loss, per_sample_rms, unit_rms
+from ...sampling.guidance import identity_loss, per_sample_rms, unit_rms
 
-from ...builders import build_identity, load_template
-from ...data import ResidentFaces
+from ...models.builders import build_identity, load_template
+from ...data.datasets import ResidentFaces
 from ...config import ConfigError
 from ...models import SFaceIdentity
 from ..stage import Losses, Stage

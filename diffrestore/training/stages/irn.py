@@ -13,9 +13,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from samplers.guidance import identity_loss
+from ...sampling.guidance import identity_loss
 
-from ...builders import build_irn
+from ...models.builders import build_irn
 from ..stage import Losses, Stage
 from ._common import (check_embedding_dims, image_rows, load_identity_network, loss_config, paired_dataset,
                       paired_val_dataset, require_identity, save_fp16, similarity_panel)

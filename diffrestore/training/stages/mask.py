@@ -36,11 +36,11 @@ from diffusers import DDPMScheduler
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from samplers.guidance import IdentityGuidance, identity_gradient, identity_loss
+from ...sampling.guidance import IdentityGuidance, identity_gradient, identity_loss
 
-from ...builders import build_mask, build_scheduler, load_template
+from ...models.builders import build_mask, build_scheduler, load_template
 from ...config import ConfigError
-from ...latents import decode_latents, encode_latents
+from ...models.codec import LatentCodec
 from ...models import SFaceIdentity
 from ..stage import Losses, Stage
 from ._common import (check_embedding_dims, image_rows, load_backbone, load_identity_network, load_irn, load_unet,
@@ -74,17 +74,17 @@ class GuidanceProblem:
 
 def prepare(frozen: dict[str, nn.Module], lq: Tensor, hq: Tensor, loss: MaskLoss,
             scheduler: DDPMScheduler | None = None, generator: torch.Generator | None = None) -> GuidanceProblem:
-    vqgan, identity = frozen["vqgan"], frozen["identity"]
+    codec, identity = LatentCodec(frozen["vqgan"]), frozen["identity"]
 
     def decode(latents: Tensor) -> Tensor:
-        return decode_latents(vqgan, latents, quantize=False)
+        return codec.decode(latents, quantize=False)
 
     with torch.no_grad():
         estimate = frozen["backbone"](lq)
-        z = encode_latents(vqgan, estimate)
+        z = codec.encode(estimate)
         if loss.max_t > 0:
             unet = frozen["unet"]
-            condition = encode_latents(vqgan, lq) if unet.config.in_channels > z.shape[1] else None
+            condition = codec.encode(lq) if unet.config.in_channels > z.shape[1] else None
             z = predicted_clean_latent(unet, scheduler, z, condition, loss.max_t, generator)
         target = (frozen["irn"](lq) if loss.target == "irn" else identity(estimate)).float()
         true_identity = identity(hq).float()

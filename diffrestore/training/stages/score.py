@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from samplers import difface_sample, unet_eps_model
+from ...sampling import respaced_timesteps, sample_prior, unet_eps_model
 
-from ...builders import build_scheduler, build_unet
+from ...models.builders import build_scheduler, build_unet
 from ...config import ConfigError
-from ...data import ResidentFaces
-from ...latents import decode_latents, encode_latents
+from ...data.datasets import ResidentFaces
+from ...models.codec import LatentCodec
 from ..stage import Losses, Stage
 from ._common import (hq_dataset, image_rows, load_vqgan, loss_config, paired_dataset, paired_val_dataset,
                       save_fp16)
@@ -66,20 +66,20 @@ class ScoreStage(Stage):
         work on the targets is done once, not every epoch."""
         chunks = torch.arange(len(faces), device=faces.device).split(256)
         self.latent_cache = torch.cat([
-            torch.stack([encode_latents(frozen["vqgan"], faces.faces(i, torch.full_like(i, f, dtype=torch.bool)))
+            torch.stack([LatentCodec(frozen["vqgan"]).encode(faces.faces(i, torch.full_like(i, f, dtype=torch.bool)))
                          for f in (False, True)], dim=1)
             for i in chunks])
 
-    def _target_latents(self, vqgan: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    def _target_latents(self, codec: LatentCodec, batch: dict[str, Tensor]) -> Tensor:
         if self.latent_cache is not None and "flipped" in batch:
             return self.latent_cache[batch["index"], batch["flipped"].long()]
-        return encode_latents(vqgan, batch["hq"])
+        return codec.encode(batch["hq"])
 
     def compute_losses(self, models, frozen, batch: dict[str, Tensor], step: int) -> Losses:
-        vqgan = frozen["vqgan"]
+        codec = LatentCodec(frozen["vqgan"])
         with torch.no_grad():
-            z0 = self._target_latents(vqgan, batch)
-            cond = encode_latents(vqgan, batch["lq"]) if self.condition else None
+            z0 = self._target_latents(codec, batch)
+            cond = codec.encode(batch["lq"]) if self.condition else None
         noise = torch.randn_like(z0)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (z0.shape[0],), device=z0.device)
         z_t = self.scheduler.add_noise(z0, noise, t)
@@ -91,19 +91,14 @@ class ScoreStage(Stage):
         return {"unet": (loss, {"eps_mse": loss.detach()})}
 
     def make_grid(self, models, frozen, batch: dict[str, Tensor]) -> Tensor:
-        vqgan, unet = frozen["vqgan"], models["unet"]
+        codec, unet = LatentCodec(frozen["vqgan"]), models["unet"]
         hq = batch["hq"][:8]
-        z0 = encode_latents(vqgan, hq)
-        cond = encode_latents(vqgan, batch["lq"][:8]) if self.condition else None
+        z0 = codec.encode(hq)
+        cond = codec.encode(batch["lq"][:8]) if self.condition else None
         generator = torch.Generator(z0.device).manual_seed(self.cfg.seed)
-        z = difface_sample(unet_eps_model(unet, cond), z0, self.scheduler, pure_noise=True,
-                           start_t=self.scheduler.config.num_train_timesteps - 1,
-                           steps=self.loss_cfg.sample_steps, generator=generator)
-
-        def decode(latents: Tensor) -> Tensor:
-            return decode_latents(vqgan, latents)
-
-        rows = [decode(z), decode(z0), hq]
+        timesteps = respaced_timesteps(self.scheduler.config.num_train_timesteps - 1, self.loss_cfg.sample_steps)
+        z = sample_prior(unet_eps_model(unet, cond), z0, self.scheduler, timesteps, generator=generator)
+        rows = [codec.decode(z), codec.decode(z0), hq]
         return image_rows(([batch["lq"][:8]] if self.condition else []) + rows)
 
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:

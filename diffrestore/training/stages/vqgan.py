@@ -26,12 +26,11 @@ from accelerate.utils import gather, reduce
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from samplers.guidance import identity_loss
-
-from ...builders import build_discriminator, build_vqgan
-from ...metrics import laplacian_variance, psnr
-from ...losses import (adaptive_gan_weight, build_perceptual_loss, focal_frequency_loss, hinge_d_loss,
-                       hinge_g_loss, laplacian_energy_loss)
+from ...measures import laplacian_variance, psnr
+from ...models.builders import build_discriminator, build_vqgan
+from ...sampling.guidance import identity_loss
+from ..losses import (adaptive_gan_weight, build_perceptual_loss, focal_frequency_loss, hinge_d_loss,
+                      hinge_g_loss, laplacian_energy_loss)
 from ..stage import Losses, Stage
 from ._common import hq_dataset, image_rows, load_sface_identity, loss_config, save_fp16
 

@@ -1,0 +1,180 @@
+"""The ``diffrestore`` command: ``diffrestore --lq photos/ [--out DIR] [options] [key=value ...]``.
+
+``--lq`` is a folder (every image under it, recursively) or one image. Results go to ``--out``
+(default: a new folder beside the input, ``photos_restored/``; never into the input folder) with the
+same relative paths. An existing output is skipped unless ``--overwrite``, so an interrupted run
+resumes where it stopped. Images are aligned faces or whole photos: ``--aligned`` / ``--whole``
+force the mode; by default each image is classified on its own (see ``diffrestore.restore``).
+Aligned faces come back at their own size, whole photos at theirs, both times ``--upscale``.
+
+Options come from a preset (``--config``, default ``configs/sample/default.yaml``), then the flags,
+then ``key=value`` overrides of any ``RestoreOptions`` field (e.g. ``guidance_range=[0,0.6]``). Every
+option is checked before a model loads. ``accelerate launch`` runs it over several processes (GPUs):
+each restores its share of the files, and the main process prints one summary.
+
+Exit status: 0 when every image was restored or skipped, 1 when any failed or there was no image,
+2 for a usage error (one line naming the argument), 130 when interrupted (Ctrl-C: the image being
+restored is dropped, finished files are kept, a rerun resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..config import ConfigError
+from ..io import IMAGE_EXTENSIONS, ImageLoadError, load_image_with_extras
+from ..pipeline.options import RestoreOptions
+from ..pipeline.pipeline_diffrestore import model_folder
+from .files import (Job, OutputSettings, UsageError, check_input, check_output_folder, default_out, extras_notes,
+                    ignored_files, interrupts_deferred, plan_jobs, write_outputs)
+from .options import build_options, check_options, parse_args
+from .progress import Progress, Summary, gather_summaries, join_processes
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def restore_chunk(restorer, jobs: Sequence[Job], options: RestoreOptions, settings: OutputSettings,
+                  summary: Summary, progress: Progress) -> None:
+    loaded = []
+    for job in jobs:
+        try:
+            image, extras = load_image_with_extras(job.source)
+            loaded.append((job, image, extras))
+        except (ImageLoadError, OSError) as err:
+            summary.failed.append((str(job.source), str(err).removeprefix(f"{job.source}: ")))
+            progress.image(job, failure=str(err))
+    if not loaded:
+        return
+    try:
+        results = restorer.restore_photos([image for _, image, _ in loaded], [job.key for job, _, _ in loaded],
+                                          aligned=options.aligned)
+    except Exception as err:  # noqa: BLE001 - isolate the file that breaks a batch, keep the others
+        if len(loaded) == 1:
+            summary.failed.append((str(loaded[0][0].source), f"{type(err).__name__}: {err}"))
+            progress.image(loaded[0][0], failure=f"{type(err).__name__}: {err}")
+            return
+        for job, _, _ in loaded:
+            restore_chunk(restorer, [job], options, settings, summary, progress)
+        return
+    with interrupts_deferred():
+        for (job, image, extras), result in zip(loaded, results):
+            try:
+                write_outputs(job, image, extras, result, settings, summary.notes)
+            except (OSError, ValueError) as err:
+                summary.failed.append((str(job.source), str(err)))
+                progress.image(job, failure=str(err))
+                continue
+            summary.done.append(str(job.source))
+            summary.faces += result.num_faces
+            summary.notes += [(str(job.source), note) for note in [result.note, *extras_notes(extras, job.target)]
+                              if note]
+            progress.image(job, result)
+
+
+def images_per_chunk(restorer, options: RestoreOptions) -> int:
+    """Images restored together. On the CPU one at a time, so progress and Ctrl-C act per image
+    (results are bit-identical either way; batching gains ~25 % there, benchmarks/RESULTS.md)."""
+    return 1 if restorer.device.type == "cpu" else options.batch_size
+
+
+def restore_jobs(jobs: Sequence[Job], options: RestoreOptions, settings: OutputSettings, summary: Summary,
+                 progress: Progress) -> None:
+    """Restore ``jobs`` (none skipped), recording each in ``summary``."""
+    from ..pipeline.restore import FaceRestorer
+
+    try:
+        restorer = FaceRestorer.from_options(options)
+    except (OSError, ValueError) as err:  # the folder passed check_options: its weights are broken
+        raise UsageError(f"--model {model_folder(options.model)}: cannot be loaded ({err})") from err
+    step = images_per_chunk(restorer, options)
+    for start in range(0, len(jobs), step):
+        restore_chunk(restorer, jobs[start:start + step], options, settings, summary, progress)
+
+
+def prepare(args: argparse.Namespace) -> tuple[RestoreOptions, Path, list[Job]]:
+    """Every check that needs no model; raises UsageError (or ConfigError) for the first problem."""
+    options = build_options(args)
+    check_options(options)
+    if not 1 <= args.quality <= 100:
+        raise UsageError(f"--quality {args.quality}: must be in 1..100")
+    if Path(args.suffix).name != args.suffix:
+        raise UsageError(f"--suffix {args.suffix!r}: must not contain a path separator")
+    check_input(args.lq)
+    out = args.out or default_out(args.lq)
+    jobs = plan_jobs(args.lq, out, args.ext, args.suffix)
+    if jobs:
+        check_output_folder(out)
+    return options, out, jobs
+
+
+def split_skipped(jobs: Sequence[Job], overwrite: bool, summary: Summary) -> list[Job]:
+    """The jobs to do; those whose output exists are counted as skipped (unless ``overwrite``)."""
+    todo = []
+    for job in jobs:
+        if job.target.exists() and not overwrite:
+            summary.skipped.append(str(job.source))
+        else:
+            todo.append(job)
+    return todo
+
+
+def ignored_note(lq: Path) -> list[tuple[str, str]]:
+    others = ignored_files(lq)
+    if not others:
+        return []
+    return [(str(lq), f"{len(others)} file(s) ignored, not images by their extension (e.g. {others[0].name})")]
+
+
+def restore_all(args: argparse.Namespace, options: RestoreOptions, out: Path, jobs: Sequence[Job]) -> int:
+    """Restore this process's share of ``jobs``; print the summary (one, gathered, on the main process)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # one bar (ours) is enough
+    processes = join_processes(on_cpu=options.device == "cpu")
+    if processes.device and options.device == "auto":
+        options = replace(options, device=processes.device)
+    settings = OutputSettings(args.ext, args.quality, args.suffix, args.save_faces, bool(options.save_comparison),
+                              bool(options.overwrite))
+    summary = Summary()
+    # disjoint shares of one sorted list: each file is restored exactly once, whatever exists already
+    todo = split_skipped(jobs[processes.rank::processes.world], bool(options.overwrite), summary)
+    progress = Progress(len(todo), args.quiet, args.verbose, enabled=processes.is_main)
+    try:
+        if todo:
+            restore_jobs(todo, options, settings, summary, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        summary.left = len(todo) - len(summary.done) - len(summary.failed)
+        name = f"{out} (process {processes.rank + 1}/{processes.world})" if processes.world > 1 else str(out)
+        print(f"interrupted: {name}: " + summary.report(not args.quiet) + "\n  rerun the same command to resume",
+              flush=True)
+        return EXIT_INTERRUPTED
+    finally:
+        progress.close()
+    summary = gather_summaries(summary, processes)
+    if processes.is_main:
+        summary.notes += [] if args.quiet else ignored_note(args.lq)
+        print(f"{out}: " + summary.report(not args.quiet), flush=True)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        options, out, jobs = prepare(args)
+        if not jobs:
+            others = ignored_files(args.lq)
+            seen = f" ({len(others)} other file(s) ignored)" if others else ""
+            print(f"{args.lq}: no images found{seen}; looked for {' '.join(IMAGE_EXTENSIONS)}", file=sys.stderr)
+            return EXIT_FAILED
+        return restore_all(args, options, out, jobs)
+    except (UsageError, ConfigError) as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)  # OmegaConf adds lines of its internals
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # before the first image (restore_all reports the later ones)
+        print("interrupted before any image was restored", file=sys.stderr)
+        return EXIT_INTERRUPTED

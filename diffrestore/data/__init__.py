@@ -1,0 +1,1 @@
+"""Training and test data: face folders, the degradation model (blur, resize, noise, JPEG) and batches of pairs."""

@@ -1,0 +1,261 @@
+"""Restore faces in images: the driver behind ``sample.py`` and the evaluation helpers.
+
+``FaceRestorer(pipeline, options)`` restores
+
+- aligned faces (``restore_aligned``): resized to the model's resolution if needed, restored as is
+  (``restore_photos`` gives them back at the input's size times ``upscale``);
+- whole photos (``restore_photo`` / ``restore_photos``): MTCNN finds every face, each is aligned to
+  the pipeline's template at its resolution, ALL faces of all the photos given are restored together
+  in batches of ``batch_size``, then warped back and blended with a feathered mask into the photo
+  upscaled (bicubic) by ``upscale``, keeping the photo's own detail finer than the model's resolution
+  (``detail``, see ``faces.paste_faces``). A photo without faces comes back upscaled and otherwise unchanged.
+  ``only_center_face`` restores only the face nearest the photo's centre.
+
+With ``aligned=None`` (the default) each image is classified on its own: it is treated as an aligned
+face when it is square and MTCNN finds either no face (too degraded to detect) or exactly one face
+whose landmarks already sit on the model's template (scaled to the image size) within a tolerance;
+otherwise it is a whole photo. Force a mode with ``aligned=True`` / ``False`` (``--aligned`` / ``--whole``).
+
+Every face gets its own random generator seeded from ``seed`` and a key (the file's relative path and
+the face's index), so a face's result does not depend on the batch it was restored in, on the order
+of the files, or on whether an interrupted run was resumed. (Bit for bit on the CPU; on CUDA, batch
+size and the non-deterministic backward kernels used by identity guidance can change the last bits.)
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ..sampling import SCHEDULERS
+
+from .faces import (DetectedFace, FaceDetector, align_faces, alignment_matrix, center_face, paste_faces,
+                    upscale_image)
+from ..models.builders import load_template
+from ..geometry import similarity_transform
+from ..io import pil_to_tensor, tensor_to_pil
+from .options import DTYPES, RestoreOptions
+from .pipeline_diffrestore import DiffRestorePipeline
+from .processing import resize_face
+
+
+@dataclass
+class Restoration:
+    image: Image.Image
+    num_faces: int
+    mode: str  # "aligned" | "whole"
+    note: str = ""
+    input_faces: Optional[Tensor] = None  # (num_faces, 3, R, R): the aligned crops the model restored
+    restored_faces: Optional[Tensor] = None  # (num_faces, 3, R, R): what it made of them
+
+
+def resolve_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose auto or one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+def face_seed(seed: int, key: str) -> int:
+    """The seed of the face with ``key`` (its file's relative path, ``#i`` for the i-th face of a photo)."""
+    return (int(seed) + zlib.crc32(key.encode("utf-8"))) % (2 ** 63)
+
+
+def framing_matrix(framing: str, image_size: int, template: np.ndarray) -> np.ndarray:
+    """Image pixels -> model-face pixels: the similarity from the ``framing`` template (at the
+    image's size) onto the model's ``template``."""
+    return alignment_matrix(load_template(framing, image_size), template)
+
+
+class FaceRestorer:
+    """Restores aligned faces and whole photos with ``pipeline`` and ``options``. The pipeline is cast
+    and moved as the options say; ``options.scheduler`` swaps in another scheduler on a copy of it."""
+
+    def __init__(self, pipeline: DiffRestorePipeline, options: RestoreOptions,
+                 detector: Optional[FaceDetector] = None) -> None:
+        options.check()
+        self.options = options
+        self.device = resolve_device(options.device)
+        dtype = resolve_dtype(options.dtype, self.device)
+        if pipeline.dtype != dtype:
+            pipeline.cast(dtype)
+        if options.scheduler is not None:  # a name of SCHEDULERS: options.check() refuses any other
+            scheduler = SCHEDULERS[options.scheduler].from_config(pipeline.scheduler.config)
+            pipeline = pipeline.with_components(scheduler=scheduler)
+        self.pipeline = pipeline.to(self.device).optimize(compile_mode=options.compile)
+        self.pipeline.set_progress_bar_config(disable=True)
+        self.resolution = int(pipeline.config.resolution)
+        template = pipeline.config.template
+        self.template = None if template is None else np.asarray(template, dtype=np.float64)
+        # MTCNN runs on the CPU unless a GPU is in use: it is small and its CPU path is robust.
+        self.detector = detector or FaceDetector("cuda" if self.device.type == "cuda" else "cpu",
+                                                 options.min_face_size, options.detection_threshold)
+
+    @classmethod
+    def from_options(cls, options: RestoreOptions) -> "FaceRestorer":
+        """Load ``options.model`` (None: the bundled model) in the options' dtype."""
+        dtype = resolve_dtype(options.dtype, resolve_device(options.device))
+        return cls(DiffRestorePipeline.from_pretrained(options.model, dtype=dtype), options)
+
+    # ----------------------------------------------------------------------------------------------
+    # the model
+
+    def _restore_faces(self, faces: Tensor, keys: Sequence[str]) -> Tensor:
+        """(N, 3, R, R) aligned faces -> restored (N, 3, R, R) float32 on the CPU, in batches."""
+        size = self.options.batch_size
+        out = []
+        for start in range(0, len(faces), size):
+            generators = [torch.Generator().manual_seed(face_seed(self.options.seed, key))
+                          for key in keys[start:start + size]]
+            out.append(self.restore_batch(faces[start:start + size].to(self.device), generators).float().cpu())
+        return torch.cat(out) if out else faces.new_zeros((0, 3, self.resolution, self.resolution))
+
+    def restore_batch(self, faces: Tensor, generators: list[torch.Generator]) -> Tensor:
+        """One batch of aligned faces at the model's resolution -> restored, in [-1, 1]: the pipeline
+        call with the options' sampling settings (the sweeps' ablations override this)."""
+        return self.pipeline(faces, self.options, generator=generators, output_type="pt").images
+
+    # ----------------------------------------------------------------------------------------------
+    # public API
+
+    def restore_aligned(self, images: Sequence[Image.Image | Tensor], keys: Optional[Sequence[str]] = None
+                        ) -> list[Tensor]:
+        """Aligned faces (PIL or (3, H, W) tensors in [-1, 1], any size) -> restored (3, R, R) tensors."""
+        keys = list(keys) if keys is not None else [str(i) for i in range(len(images))]
+        tensors = [pil_to_tensor(im) if isinstance(im, Image.Image) else im.float().cpu() for im in images]
+        if not tensors:
+            return []
+        batch = torch.stack([resize_face(t, self.resolution) for t in tensors])
+        return list(self._restore_faces(batch, keys))
+
+    def restore_framed(self, images: Sequence[Tensor], keys: Sequence[str], framing: str) -> list[Tensor]:
+        """Square faces (3, S, S) in [-1, 1] aligned to the ``framing`` template (a test set's, e.g.
+        ``ffhq_512``): each is cropped into the model's framing, restored (one batch) and pasted back
+        at S px with the photo path's blend, as a photo whose face position is known."""
+        o = self.options
+        matrices = [framing_matrix(framing, image.shape[-1], self.template) for image in images]
+        crops = [align_faces(image, [m], self.resolution) for image, m in zip(images, matrices)]
+        faces = self.restore_aligned([crop[0] for crop in crops], list(keys))
+        return [paste_faces(upscale_image(image, o.upscale), face[None], [m], o.upscale, o.feather, aligned=crop,
+                            detail=o.detail)
+                for image, m, crop, face in zip(images, matrices, crops, faces)]
+
+    def restore_photo(self, photo: Image.Image, key: str = "0") -> tuple[Image.Image, int]:
+        """A whole photo -> (restored photo upscaled by ``upscale``, number of faces restored)."""
+        result = self.restore_photos([photo], [key], aligned=False)[0]
+        return result.image, result.num_faces
+
+    def restore_photos(self, photos: Sequence[Image.Image], keys: Optional[Sequence[str]] = None,
+                       aligned: Optional[bool] = None) -> list[Restoration]:
+        """Restore several images at once (every face of every photo batched together).
+        ``aligned``: True / False forces the mode, None decides per image (see the module docstring)."""
+        keys = list(keys) if keys is not None else [str(i) for i in range(len(photos))]
+        plans = [self._plan(photo, aligned) for photo in photos]
+        face_batches, face_keys = [], []
+        for photo, key, (mode, matrices, _) in zip(photos, keys, plans):
+            if mode == "aligned":
+                face_batches.append(resize_face(pil_to_tensor(photo), self.resolution)[None])
+                face_keys.append(key)
+            elif matrices:
+                face_batches.append(align_faces(pil_to_tensor(photo), matrices, self.resolution))
+                face_keys += [f"{key}#{i}" for i in range(len(matrices))]
+        inputs = torch.cat(face_batches) if face_batches else None
+        restored = self._restore_faces(inputs, face_keys) if inputs is not None else None
+
+        results, used = [], 0
+        for photo, (mode, matrices, note) in zip(photos, plans):
+            count = 1 if mode == "aligned" else len(matrices)
+            faces = restored[used:used + count] if count else None
+            aligned_inputs = inputs[used:used + count] if count else None
+            used += count
+            if mode == "aligned":
+                result = Restoration(tensor_to_pil(self._upscale_face(faces[0], photo.size)), 1, mode, note)
+            else:
+                result = self._paste(photo, faces, aligned_inputs, matrices)
+            result.input_faces, result.restored_faces = aligned_inputs, faces
+            results.append(result)
+        return results
+
+    # ----------------------------------------------------------------------------------------------
+    # helpers
+
+    def _upscale_face(self, face: Tensor, input_size: tuple[int, int]) -> Tensor:
+        """The restored face at the input's (width, height) times ``upscale``."""
+        width, height = input_size
+        upscale = self.options.upscale
+        return resize_face(face, (max(1, round(height * upscale)), max(1, round(width * upscale))))
+
+    def _plan(self, photo: Image.Image, aligned: Optional[bool]) -> tuple[str, list[np.ndarray], str]:
+        """(mode, photo -> face matrices, note for the user) of one image."""
+        if aligned is False and self.template is None:
+            raise ValueError("this pipeline has no face template (config.template): whole photos cannot be aligned")
+        if aligned or self.template is None:
+            return "aligned", [], self._aligned_note(photo)
+        detected = self.detector.detect(photo)
+        if aligned is None and self.looks_aligned(photo, detected):
+            note = "" if detected else "no face detected; square, so restored as an aligned face (--whole to keep it)"
+            return "aligned", [], note
+        if self.options.only_center_face and detected:
+            detected = [center_face(detected, photo.size)]
+        return "whole", [alignment_matrix(face.landmarks, self.template) for face in detected], ""
+
+    @staticmethod
+    def _aligned_note(photo: Image.Image) -> str:
+        if photo.width != photo.height:
+            return f"aligned face is {photo.width}x{photo.height}, not square: resized with its aspect ratio changed"
+        return ""
+
+    def looks_aligned(self, photo: Image.Image, detected: Sequence[DetectedFace]) -> bool:
+        """Square, and no face found or one face already on the template (scaled to the image)."""
+        if photo.width != photo.height:
+            return False
+        if not detected:
+            return True
+        if len(detected) != 1 or self.template is None:
+            return False
+        template = self.template * (photo.width / self.resolution)
+        matrix = similarity_transform(detected[0].landmarks, template)
+        scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+        angle = float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
+        centre = (photo.width - 1) / 2
+        shift = np.linalg.norm(matrix[:, :2] @ [centre, centre] + matrix[:, 2] - centre) / photo.width
+        return abs(np.log(scale)) < 0.15 and abs(angle) < 10 and shift < 0.08
+
+    def _paste(self, photo: Image.Image, faces: Optional[Tensor], aligned: Optional[Tensor],
+               matrices: list[np.ndarray]) -> Restoration:
+        """``faces``: the restored faces; ``aligned``: the crops they were restored from (for ``detail``)."""
+        o = self.options
+        device = self.device if self.device.type == "cuda" else torch.device("cpu")
+        background = upscale_image(pil_to_tensor(photo).to(device), o.upscale)
+        if not matrices:
+            return Restoration(tensor_to_pil(background), 0, "whole",
+                               "no face found: saved the photo upscaled, otherwise unchanged")
+        pasted = paste_faces(background, faces.to(device), matrices, o.upscale, o.feather,
+                             aligned=aligned.to(device), detail=o.detail)
+        return Restoration(tensor_to_pil(pasted), len(matrices), "whole")
+
+
+def comparison_image(lq: Image.Image, restored: Image.Image) -> Image.Image:
+    """LQ (resized to the restored image's size) | restored, side by side."""
+    left = lq.resize(restored.size, Image.BICUBIC) if lq.size != restored.size else lq
+    canvas = Image.new("RGB", (restored.width * 2, restored.height))
+    canvas.paste(left, (0, 0))
+    canvas.paste(restored, (restored.width, 0))
+    return canvas
