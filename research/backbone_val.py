@@ -2,7 +2,7 @@
 """The L2 backbone alone on synthetic pairs of a face folder: PSNR-Y of the degraded input and of the
 backbone's estimate against the truth (the degradation model of the training configs, seeded pairs):
 
-    python scripts/backbone_val.py --backbone campaign/celebahq256/backbone --faces data/celebahq256/val \
+    python research/backbone_val.py --backbone research/campaign/celebahq256/backbone --faces data/celebahq256/val \
         --resolution 256
 """
 
@@ -14,9 +14,9 @@ import json
 import torch
 from torch.utils.data import DataLoader
 
-from diffrestore.data import PairedFaceDataset
-from diffrestore.degradations import DegradationConfig
-from diffrestore.metrics import psnr
+from diffrestore.data.datasets import PairedFaceDataset
+from diffrestore.data.degradations import DegradationConfig
+from diffrestore.evaluation.metrics import psnr
 from diffrestore.models import RestorationNet
 
 

@@ -3,7 +3,7 @@
 of the pipeline row (restored with ``color_fix=wavelet``) with the chroma of its backbone row, face by
 face, which is what the chroma fix computes (up to 8-bit rounding and the order of resizing):
 
-    python scripts/chroma_from_rows.py --pipeline /tmp/ev4/s4_fast --backbone /tmp/ev4/s4_backbone \
+    python research/chroma_from_rows.py --pipeline /tmp/ev4/s4_fast --backbone /tmp/ev4/s4_backbone \
         --out /tmp/ev4/s4_chroma
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffrestore.colorfix import luma
+from diffrestore.pipeline.colorfix import luma
 from diffrestore.io import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil
 
 

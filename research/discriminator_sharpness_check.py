@@ -4,7 +4,7 @@ norm, without a norm? Trains each for 300 steps on the first 96 faces of a folde
 real, Gaussian blur sigma 0.8 = fake, hinge loss, Adam 2e-4, betas (0.5, 0.9)) and reports the held-out
 accuracy on the next 32; CPU, one thread, about a minute:
 
-    python scripts/discriminator_sharpness_check.py --faces data/celebahq256/val
+    python research/discriminator_sharpness_check.py --faces data/celebahq256/val
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffrestore.io import list_images, load_image, pil_to_tensor
-from diffrestore.losses import hinge_d_loss
-from diffrestore.metrics import gaussian_taps, laplacian_variance
+from diffrestore.training.losses import hinge_d_loss
+from diffrestore.evaluation.metrics import gaussian_taps, laplacian_variance
 
 
 def blur(images: torch.Tensor, sigma: float = 0.8) -> torch.Tensor:

@@ -6,7 +6,7 @@ each step), optionally low-passed in the latent (a Gaussian of ``--smooth`` late
 4, ... steps the decoded face's SFace cosine and dlib distance to the truth are compared with the
 unguided face's, paired per face:
 
-    python scripts/guidance_probe.py --faces data/celebahq256/val --limit 16 --steps 0.02 --iterations 8
+    python research/guidance_probe.py --faces data/celebahq256/val --limit 16 --steps 0.02 --iterations 8
 
 ``--network sface`` descends SFace in torch instead of the pipeline's phi (then SFace judges the network it
 was guided by: read dlib's column). ``--lq DIR`` takes the LQ faces of a test set (``diffrestore-testset``)
@@ -14,7 +14,7 @@ paired by name with ``--faces`` (its hq/), instead of degrading ``--faces`` here
 
 Targets: ``truth`` (phi of the HQ face: an oracle, the best any target can do) and ``backbone``
 (phi(f(y)), the sampler's default). ``--no-quantize`` decodes without the codebook (the gradient never
-sees it). ``--model`` takes any pipeline folder, e.g. one with another phi (``scripts/reframe_identity.py``).
+sees it). ``--model`` takes any pipeline folder, e.g. one with another phi (``research/reframe_identity.py``).
 ``--sheet FILE`` saves the first batch, a row each: LQ | unguided | the last descent towards the truth's embedding |
 their difference x8 | the truth (no colour fix: the VQGAN's own colours).
 """
@@ -30,16 +30,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from diffrestore.data import PairedFaceDataset
-from diffrestore.degradations import DegradationConfig
-from diffrestore.dlib_faces import DlibFaces, to_uint8
+from diffrestore.data.datasets import PairedFaceDataset
+from diffrestore.data.degradations import DegradationConfig
+from diffrestore.evaluation.dlib_faces import DlibFaces, to_uint8
 from diffrestore.evaluation.features import load_face
 from diffrestore.io import list_images, save_image
-from diffrestore.metrics import gaussian_taps
+from diffrestore.measures import gaussian_taps
 from diffrestore.models.identity import SFaceIdentity
-from diffrestore.pipeline import DiffRestorePipeline
+from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
 from diffrestore.training.stages._common import image_rows
-from samplers.guidance import identity_loss, unit_rms
+from diffrestore.sampling.guidance import identity_loss, unit_rms
 
 
 def gaussian_blur(latents: Tensor, sigma: float) -> Tensor:

@@ -2,7 +2,7 @@
 """How well does an identity network (phi or the IRN's architecture) match SFace on faces of a folder?
 The identity stage's held-out report (``identity/heldout.json``) for any saved network and folder:
 
-    python scripts/identity_heldout.py --identity diffrestore/pretrained/celebahq256/identity \\
+    python research/identity_heldout.py --identity diffrestore/pretrained/celebahq256/identity \\
         --faces data/celebahq256/val data/celebahq256/train/part0 data/celebahq256/train/part1
 
 Per folder, on its first ``--limit`` faces (sorted by name) and seeded degradations of them (the training
@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from diffrestore.builders import load_template
-from diffrestore.data import PairedFaceDataset
-from diffrestore.degradations import DegradationConfig
+from diffrestore.models.builders import load_template
+from diffrestore.data.datasets import PairedFaceDataset
+from diffrestore.data.degradations import DegradationConfig
 from diffrestore.models import IdentityNet, SFaceIdentity
 from diffrestore.training.stages.identity import HELDOUT_FACES, identity_report
 

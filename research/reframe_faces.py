@@ -3,7 +3,7 @@
 framing of the 256 px model, so that the identity stage can distil phi from both sets (18,544 more
 people than CelebA-HQ's 5,116; docs/training.md, session 7):
 
-    python scripts/reframe_faces.py --src ../shared/data/utkface/train --from-template utkface_128 \\
+    python research/reframe_faces.py --src ../shared/data/utkface/train --from-template utkface_128 \\
         --to-template celebahq_256 --size 256 --out /tmp/phi_faces/utkface
 
 Each face is warped by the similarity that takes one template's five landmarks onto the other's
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from diffrestore.builders import load_template
+from diffrestore.models.builders import load_template
 from diffrestore.geometry import template_to_template, warp_affine
 from diffrestore.io import list_images, load_image, pil_to_tensor, tensor_to_pil
 

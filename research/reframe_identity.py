@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """An identity network distilled in one framing, saved to serve a model of another (``IdentityNet.reframe``):
 
-    python scripts/reframe_identity.py --identity diffrestore/pretrained/utkface128/identity \\
+    python research/reframe_identity.py --identity diffrestore/pretrained/utkface128/identity \\
         --from-template utkface_128 --to-template celebahq_256 --size 256 --out /tmp/phi_utk256
 
 The 128 px model's phi (distilled from 18,544 UTKFace faces) drawn this way scores 0.56 against SFace on
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from diffrestore.builders import load_template
+from diffrestore.models.builders import load_template
 from diffrestore.models import IdentityNet
 from diffrestore.models.identity import reframe_identity
 from diffrestore.training.stages._common import save_fp16

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Train the bundled 128 px model (configs/train/*.yaml) on one GPU, in phases that each fit a
 # 10-minute slot; stages without dependencies between them share the GPU.
-#   bash scripts/train_default128.sh a     # vqgan, backbone
-#   bash scripts/train_default128.sh b     # score (needs a's vqgan)
-#   bash scripts/train_default128.sh c     # identity
-#   bash scripts/train_default128.sh d     # irn -> mask (needs c's identity, a's vqgan and backbone)
+#   bash research/train_default128.sh a     # vqgan, backbone
+#   bash research/train_default128.sh b     # score (needs a's vqgan)
+#   bash research/train_default128.sh c     # identity
+#   bash research/train_default128.sh d     # irn -> mask (needs c's identity, a's vqgan and backbone)
 # Phase c distils phi on all of data/utkface/train from SFace embeddings computed beforehand on a
 # CPU machine (OpenCV 5 on the GPU machine cannot run SFace):
 #   python -m diffrestore.training.teacher --faces data/utkface/train \

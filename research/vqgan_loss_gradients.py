@@ -2,7 +2,7 @@
 """Each reconstruction loss's gradient norm at a VQGAN decoder's last layer (where the GAN weight is
 balanced too), at weight 1, on the first faces of a folder: what weights make the terms comparable.
 
-    python scripts/vqgan_loss_gradients.py --vqgan diffrestore/pretrained/celebahq256/vqgan --faces data/celebahq256/val
+    python research/vqgan_loss_gradients.py --vqgan diffrestore/pretrained/celebahq256/vqgan --faces data/celebahq256/val
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from diffusers import VQModel
 
 from diffrestore.io import list_images, load_image, pil_to_tensor
-from diffrestore.losses import EffNetPerceptualLoss, focal_frequency_loss, laplacian_energy_loss, structural_loss
+from diffrestore.training.losses import EffNetPerceptualLoss, focal_frequency_loss, laplacian_energy_loss, structural_loss
 
 
 def main(argv: list[str] | None = None) -> None:

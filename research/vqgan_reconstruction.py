@@ -2,7 +2,7 @@
 """Reconstruction quality of a VQGAN on a folder of aligned faces (what the vqgan stage's export writes
 to ``reconstruction.json``), e.g. the bundled 128 px one and a 256 px campaign export on CelebA-HQ val:
 
-    python scripts/vqgan_reconstruction.py --vqgan diffrestore/pretrained/utkface128/vqgan \
+    python research/vqgan_reconstruction.py --vqgan diffrestore/pretrained/utkface128/vqgan \
         --faces data/celebahq256/val --resolution 256
 """
 
@@ -14,8 +14,8 @@ import json
 import torch
 from diffusers import VQModel
 
-from diffrestore.data import HQFaceDataset
-from diffrestore.metrics import effnet_unavailable_reason
+from diffrestore.data.datasets import HQFaceDataset
+from diffrestore.evaluation.metrics import effnet_unavailable_reason
 from diffrestore.training.stages.vqgan import reconstruction_report
 
 

@@ -23,7 +23,7 @@ import math
 import sys
 from pathlib import Path
 
-from diffrestore.evaluate import markdown_table
+from diffrestore.evaluation import markdown_table
 
 # dlib's descriptor is the headline identity column: SFace guides and trains the models, so it is not a
 # judge they never saw (SFace's IDS stays, after it)
