@@ -8,6 +8,7 @@ downloaded (``hub_checkpoint``, ``lpips_unavailable_reason``).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import torch
@@ -112,14 +113,20 @@ def hub_checkpoint(filename: str) -> Path:
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 
 
+def offline_unavailable_reason(name: str, module: str, package: str, weights: str, what: str) -> str | None:
+    """None when the metric ``name`` can run offline (``module`` importable, the checkpoint ``weights`` in the
+    torch hub cache), otherwise why not; ``what`` says whose weights they are."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return f"{name} skipped: the '{package}' package is not installed (pip install {package})"
+    path = hub_checkpoint(weights)
+    if not path.is_file():
+        return (f"{name} skipped: {what} weights not found at {path} "
+                f"(they are never downloaded here; place the file there to enable {name})")
+    return None
+
+
 def lpips_unavailable_reason() -> str | None:
     """None when LPIPS (AlexNet) can run offline, otherwise why not."""
-    try:
-        import lpips  # noqa: F401
-    except ImportError:
-        return "LPIPS skipped: the 'lpips' package is not installed (pip install lpips)"
-    weights = hub_checkpoint(ALEXNET_FILE)
-    if not weights.is_file():
-        return (f"LPIPS skipped: AlexNet ImageNet weights not found at {weights} "
-                "(they are never downloaded here; place the file there to enable LPIPS)")
-    return None
+    return offline_unavailable_reason("LPIPS", "lpips", "lpips", ALEXNET_FILE, "AlexNet ImageNet")

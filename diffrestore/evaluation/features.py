@@ -11,6 +11,7 @@ from PIL import Image
 
 from . import metrics as M
 from ..models.builders import load_template, template_for_size
+from ..models.codec import load_autoencoder
 from ..io import load_image, pil_to_tensor
 
 
@@ -43,14 +44,12 @@ def resolve_vq(vq_model: Any, device: str) -> M.FeatureExtractor:
         raise ValueError("fd-vq needs a VQGAN: pass vq_model (a pipeline folder or a VQModel folder)")
     if not isinstance(vq_model, (str, Path)):
         return M.vqgan_feature_extractor(vq_model, source="(in memory)")
-    from diffusers import VQModel
-
     folder = Path(vq_model)
     if (folder / "vqgan" / "config.json").is_file():
         folder = folder / "vqgan"
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{vq_model}: neither a VQModel folder nor a pipeline folder with vqgan/")
-    return M.vqgan_feature_extractor(VQModel.from_pretrained(str(folder)).eval(), device=device,
+    return M.vqgan_feature_extractor(load_autoencoder(folder).eval(), device=device,
                                      source=f"of {folder}")
 
 

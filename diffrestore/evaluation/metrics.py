@@ -41,7 +41,8 @@ import torch.nn.functional as F
 
 # the pixel measures are defined with training's (``diffrestore.measures``); scoring reads them all here
 from ..measures import (COLOR_SPACES, LAPLACIAN_3X3, check_pair, gaussian_taps, gaussian_window,
-                        hub_checkpoint, laplacian_variance, lpips_unavailable_reason, psnr, rgb_to_y, ssim)
+                        hub_checkpoint, laplacian_variance, lpips_unavailable_reason, offline_unavailable_reason, psnr,
+                        rgb_to_y, ssim)
 from ..models.codec import LatentCodec
 
 # --------------------------------------------------------------------------------------------
@@ -189,20 +190,12 @@ def frechet_distance_of(features_a: torch.Tensor | np.ndarray, features_b: torch
 # --------------------------------------------------------------------------------------------
 # Optional metrics: LPIPS and FID, only with their packages and weights already present
 
-_FID_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
+FID_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 
 def fid_unavailable_reason() -> str | None:
     """None when standard FID (pytorch-fid's Inception-v3) can run offline, otherwise why not."""
-    try:
-        import pytorch_fid  # noqa: F401
-    except ImportError:
-        return "FID skipped: the 'pytorch-fid' package is not installed (pip install pytorch-fid)"
-    weights = hub_checkpoint(_FID_INCEPTION_FILE)
-    if not weights.is_file():
-        return (f"FID skipped: FID Inception weights not found at {weights} "
-                "(they are never downloaded here; place the file there to enable FID)")
-    return None
+    return offline_unavailable_reason("FID", "pytorch_fid", "pytorch-fid", FID_INCEPTION_FILE, "FID Inception")
 
 
 class LPIPSMetric:

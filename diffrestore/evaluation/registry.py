@@ -10,14 +10,12 @@ writes, its direction and a description for the reports. Adding a metric is one 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from torch import Tensor
 
 from ..measures import COLOR_SPACES
-
-if TYPE_CHECKING:
-    from .scoring import Scoring
+from .context import Scoring
 
 NEEDS = {"gt": "needs --gt", "lq": "needs --lq", "reference": "needs a reference set (--reference or --gt)",
          "vq": "needs a VQGAN (--vq-model)"}
@@ -41,15 +39,15 @@ class Metric:
     direction: str  # which way is better: higher | lower | neither (a diagnostic)
     description: str
     needs: tuple[str, ...] = ()  # of NEEDS
-    per_image: Optional[Callable[[Faces, "Scoring"], dict[str, float]]] = None
-    per_set: Optional[Callable[["Scoring"], None]] = None  # adds to scoring.rows or scoring.distribution
+    per_image: Optional[Callable[[Faces, Scoring], dict[str, float]]] = None
+    per_set: Optional[Callable[[Scoring], None]] = None  # adds to scoring.rows or scoring.distribution
     reads: tuple[str, ...] = ("restored",)  # the images ``per_image`` is given: restored, gt, lq
-    unavailable: Callable[["Scoring"], Optional[str]] = lambda scoring: None
+    unavailable: Callable[[Scoring], Optional[str]] = lambda scoring: None
     optional: bool = False  # its reason is reported even when it was not asked for (weights, packages)
     default: bool = True  # computed when no metrics are named and its needs are met
     identity: bool = False  # scored with the identity network (``identity=``)
     distribution: bool = False  # ``columns`` name entries of ``scoring.distribution``, not per-image columns
-    protocol: Optional[Callable[["Scoring"], dict]] = None  # what the report says it was measured under
+    protocol: Optional[Callable[[Scoring], dict]] = None  # what the report says it was measured under
 
     def __post_init__(self) -> None:
         if (self.per_image is None) == (self.per_set is None) or (self.distribution and self.per_image):
@@ -84,7 +82,7 @@ def check_names(requested: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def choose(requested: Optional[list[str]], has: set[str], scoring: "Scoring") -> tuple[list[str], list[str]]:
+def choose(requested: Optional[list[str]], has: set[str], scoring: Scoring) -> tuple[list[str], list[str]]:
     """The metrics to compute, and why the others asked for (or optional ones) are skipped."""
     wanted = requested if requested is not None else [
         name for name, m in METRICS.items() if m.default and set(m.needs) <= has]

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
-from diffusers import DDPMScheduler, UNet2DModel, VQModel
+from diffusers import DDPMScheduler, UNet2DModel
 
 from ..config import check_kwargs
-from .codec import LatentCodec
+from .codec import AUTOENCODER, LatentCodec
 from . import IdentityNet, LatentMask, PatchDiscriminator, RestorationNet
 
 TEMPLATE_DIR = Path(__file__).parents[1] / "templates"
@@ -63,8 +63,8 @@ def latent_shape(cfg: ModelConfig) -> tuple[int, int, int]:
     return LatentCodec.shape_of(cfg.vqgan, cfg.resolution)
 
 
-def build_vqgan(cfg: ModelConfig) -> VQModel:
-    return VQModel(**check_kwargs(VQModel, cfg.vqgan, "model.vqgan"), sample_size=cfg.resolution)
+def build_vqgan(cfg: ModelConfig) -> AUTOENCODER:
+    return AUTOENCODER(**check_kwargs(AUTOENCODER, cfg.vqgan, "model.vqgan"), sample_size=cfg.resolution)
 
 
 def build_unet(cfg: ModelConfig) -> UNet2DModel:

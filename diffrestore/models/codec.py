@@ -3,17 +3,28 @@
 ``LatentCodec(vqgan)`` owns everything the rest of the project knows about the autoencoder's latent
 space: ``encode`` gives ``E(x) * scaling_factor`` (before quantization); ``decode`` divides by the factor
 and decodes, quantizing unless ``quantize=False`` (differentiable: identity guidance and the mask
-stage); ``shape_of`` / ``latent_shape`` give (channels, h, w) from the autoencoder's config. The pipeline,
-the training stages, the builders and the metrics all go through it, so another autoencoder is
-another codec (and its builder), nothing else.
+stage); ``shape_of`` / ``latent_shape`` give (channels, h, w) from the autoencoder's config; ``AUTOENCODER``
+is its class, which the builder, the loaders and ``diffrestore-assemble`` use. The pipeline, the training
+stages, the builders and the metrics all go through this module, so another autoencoder is a change here
+(and a training stage for it), nothing else.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping
 
 from diffusers import VQModel
 from torch import Tensor
+
+
+AUTOENCODER = VQModel
+"""The class of the pipeline's autoencoder component (``vqgan``): what is built, saved and loaded."""
+
+
+def load_autoencoder(folder: str | Path, **kwargs) -> VQModel:
+    """The autoencoder saved in ``folder`` (``from_pretrained``'s keyword arguments pass through)."""
+    return AUTOENCODER.from_pretrained(str(folder), **kwargs)
 
 
 class LatentCodec:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel, VQModel
+from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from PIL import Image
@@ -40,7 +40,7 @@ from ..models.builders import (ModelConfig, build_backbone, build_identity, buil
                                build_unet, build_vqgan, load_template)
 from .colorfix import COLOR_FIX_FUNCTIONS
 from ..config import load_config
-from ..models.codec import LatentCodec
+from ..models.codec import AUTOENCODER, LatentCodec
 from ..models import IdentityNet, LatentMask, RestorationNet
 from .options import COMPILE_MODES, SamplingOptions, check_choice, with_settings
 from .processing import OUTPUT_TYPES, ImageInput, from_face_batch, to_face_batch
@@ -97,7 +97,7 @@ class DiffRestorePipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vqgan: VQModel,
+        vqgan: AUTOENCODER,
         unet: UNet2DModel,
         scheduler: SchedulerMixin,
         backbone: RestorationNet,

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from diffusers import UNet2DModel, VQModel
+from diffusers import UNet2DModel
 
 from ..config import ConfigError
 from ..models import IdentityNet, LatentMask, RestorationNet
+from ..models.codec import AUTOENCODER
 from ..pipeline.pipeline_diffrestore import DiffRestorePipeline, load_model_config
 
-COMPONENTS = {"vqgan": VQModel, "unet": UNet2DModel, "backbone": RestorationNet, "identity": IdentityNet,
+COMPONENTS = {"vqgan": AUTOENCODER, "unet": UNet2DModel, "backbone": RestorationNet, "identity": IdentityNet,
               "irn": IdentityNet, "mask": LatentMask}
 REQUIRED = ("vqgan", "unet", "backbone")
 

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DModel, VQModel
+from diffusers import UNet2DModel
 from omegaconf import DictConfig
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from ...models.builders import ModelConfig, latent_shape, load_template
-from ...models.codec import LatentCodec
+from ...models.codec import AUTOENCODER, LatentCodec, load_autoencoder
 from ...config import ConfigError, merge_config
 from ...data.datasets import HQFaceDataset, PairedFaceDataset
 from ...measures import hub_checkpoint
@@ -59,10 +59,10 @@ def pretrained_path(cfg: TrainConfig, name: str) -> str:
     return str(path)
 
 
-def load_vqgan(cfg: TrainConfig) -> VQModel:
+def load_vqgan(cfg: TrainConfig) -> AUTOENCODER:
     """The frozen VQGAN of ``pretrained.vqgan``, checked against the model config's latent shape."""
     path = pretrained_path(cfg, "vqgan")
-    vqgan = VQModel.from_pretrained(path, torch_dtype=torch.float32)
+    vqgan = load_autoencoder(path, torch_dtype=torch.float32)
     expected, got = latent_shape(cfg.model), LatentCodec(vqgan).latent_shape(cfg.model.resolution)
     if got != expected:
         raise ConfigError(f"config key 'pretrained.vqgan': {path} gives latents of shape {got} at "
