@@ -3,8 +3,8 @@
 A record says what a metric needs (``gt``, ``lq``, ``reference``: a reference set, ``vq``: a VQGAN),
 how to tell whether it can run here (``unavailable``: packages, weights, image size), how to compute it
 (``per_image`` on each restored face and its partners, or ``per_set`` on the whole folder), the columns it
-writes, its direction and a description for the reports. Adding a metric is one module in
-``evaluation/scores/`` that calls ``register_metric``, plus its test.
+writes, its direction and a description for the reports. Adding a metric is one ``register_metric`` record
+in a module of ``evaluation/scores/``, plus its test.
 """
 
 from __future__ import annotations
