@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Aligned faces of one framing redrawn in another, e.g. UTKFace's tight 128-px crops in the CelebA-HQ
 framing of the 256 px model, so that the identity stage can distil phi from both sets (18,544 more
-people than CelebA-HQ's 5,116; docs/training.md, session 7):
+people than CelebA-HQ's 5,116; research/LOG.md, session 7):
 
     python research/reframe_faces.py --src ../shared/data/utkface/train --from-template utkface_128 \\
         --to-template celebahq_256 --size 256 --out /tmp/phi_faces/utkface

@@ -5,7 +5,7 @@
         --from-template utkface_128 --to-template celebahq_256 --size 256 --out /tmp/phi_utk256
 
 The 128 px model's phi (distilled from 18,544 UTKFace faces) drawn this way scores 0.56 against SFace on
-the CelebA-HQ val faces, the 256 px model's own phi 0.32 (docs/evaluation.md, session 7).
+the CelebA-HQ val faces, the 256 px model's own phi 0.32 (research/LOG.md, session 7).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ FLAGS = {  # flag dest -> RestoreOptions key
 }
 # --fidelity f: DifFace's N = FIDELITY_MAX_START_T * (1 - f)^2, so that 0.5 is the default preset
 # (N = 100), 0 the prior's realism (N = 400), 1 the backbone's fidelity (N = 0). It leaves identity
-# guidance alone: on the bundled 256 px model guidance lowers identity (docs/evaluation.md).
+# guidance alone: on the bundled 256 px model guidance lowers identity (research/LOG.md).
 FIDELITY_MAX_START_T = 400
 
 

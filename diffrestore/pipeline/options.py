@@ -62,7 +62,7 @@ class SamplingOptions:
     start_t: int = 100  # DifFace's N (of 1000): larger = more realism, less fidelity to the backbone estimate
     eta: float = 0.0  # DDIM stochasticity (the ddim scheduler only)
     # identity-guidance step (latent units per guided step); 0 = off: on the bundled 256 px model it
-    # lowers identity at every step tried (docs/evaluation.md, session 5); the 128 px model's preset turns it on
+    # lowers identity at every step tried (research/LOG.md, session 5); the 128 px model's preset turns it on
     guidance: float = 0.0
     guidance_every: int = 5  # guide steps 0, k, 2k, ...
     guidance_range: List[float] = field(default_factory=lambda: [0.0, 1.0])  # fraction of the trajectory
@@ -74,7 +74,7 @@ class SamplingOptions:
     guidance_network: str = "phi"
     cfg_scale: float = 1.0  # classifier-free guidance on E(y) (models trained with condition dropout)
     # chroma: the luma of the wavelet fix with all of the backbone estimate's chroma (keeps blue irises and grey
-    # photos grey; SFace +0.0057, s.e. 0.0011, on 200 faces, docs/evaluation.md); wavelet: only its
+    # photos grey; SFace +0.0057, s.e. 0.0011, on 200 faces, research/LOG.md); wavelet: only its
     # low-frequency colours; none
     color_fix: str = "chroma"
 

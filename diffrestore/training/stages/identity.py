@@ -6,13 +6,13 @@ so that the student recognises a person in a bad photo as well.
 ``loss.adversarial_epsilon``, to where the student's embedding leaves the teacher's fastest (L2 PGD of
 ``loss.adversarial_steps`` steps): adversarial training. The sampler's identity guidance follows the
 student's gradient, and robust networks' input gradients are known to carry the features that humans
-and other networks see; an arm to try once plain distillation generalises (docs/training.md).
+and other networks see; an arm to try once plain distillation generalises (research/LOG.md).
 
 The export writes ``identity/heldout.json`` (``identity_report``): the student's cosine to the teacher on
 the validation faces, clean and degraded, which the training log cannot show. A student distilled
 from a few thousand faces can match the teacher on them and not on anyone else: the bundled 256 px phi,
 trained on 2,558 faces, scores 0.95 on them and 0.32 on the validation faces, what two different people
-score (docs/evaluation.md, session 7).
+score (research/LOG.md, session 7).
 
 Teacher embeddings of the HQ training faces are computed once (``diffrestore.training.teacher``) into
 ``data.teacher_embeddings``, by the main process when the file is missing. Flipped faces keep the

