@@ -16,14 +16,17 @@ import sys
 for name in {BLOCKED!r}:  # what an absent package looks like to import and to importlib.util.find_spec
     sys.modules[name] = None
 import torch
-from diffrestore.evaluation.selection import select_metrics
+from types import SimpleNamespace
+
+from diffrestore.evaluation.registry import choose
 from diffrestore.pipeline import DiffRestorePipeline
 from diffrestore.perception.sface import sface_onnx_path
 
 pipe = DiffRestorePipeline.from_model_config("{REPO / 'configs' / 'model' / 'tiny.yaml'}")
 faces = pipe(torch.zeros(1, 3, 32, 32), steps=2, output_type="pt").images
 assert torch.isfinite(faces).all()
-chosen, skipped = select_metrics(None, True, False, False, False)
+scoring = SimpleNamespace(first_size=lambda: (512, 512), niqe_model=None)  # what the availability checks read
+chosen, skipped = choose(None, {{"gt"}}, scoring)
 assert "effnet_pd" not in chosen and any("EffNet-PD" in reason and "perception" in reason for reason in skipped)
 try:
     sface_onnx_path()

@@ -116,9 +116,9 @@ def test_effnet_pd_is_zero_for_equal_images_and_grows_with_each_degradation(effn
 def test_effnet_pd_ranks_the_bundled_models_faces_between_the_input_and_the_truth(effnet_pd):
     """CelebA-HQ faces degraded with CodeFormer's test ranges and restored by the bundled model: on
     average EffNet-PD puts the restored faces closer to the truth than their inputs."""
-    from diffrestore.degradations import degrade, sample_params
+    from diffrestore.data.degradations import degrade, sample_params
     from diffrestore.pipeline import DiffRestorePipeline
-    from diffrestore.testset import image_rng, load_degradation
+    from diffrestore.evaluation.testset import image_rng, load_degradation
 
     config = load_degradation(Path(__file__).parents[1] / "configs" / "testset" / "celeba_test_codeformer.yaml")
     truths = torch.stack([pil_to_tensor(load_image(p).resize((256, 256), Image.BICUBIC)) for p in CELEBAHQ])
