@@ -62,6 +62,10 @@ def restore_chunk(restorer, jobs: Sequence[Job], options: RestoreOptions, settin
         return
     with interrupts_deferred():
         for (job, image, extras), result in zip(loaded, results):
+            if result.failure:
+                summary.failed.append((str(job.source), result.failure))
+                progress.image(job, failure=result.failure)
+                continue
             try:
                 write_outputs(job, image, extras, result, settings, summary.notes)
             except (OSError, ValueError) as err:

@@ -53,6 +53,18 @@ class Restoration:
     note: str = ""
     input_faces: Optional[Tensor] = None  # (num_faces, 3, R, R): the aligned crops the model restored
     restored_faces: Optional[Tensor] = None  # (num_faces, 3, R, R): what it made of them
+    failure: str = ""  # set when the model's output is unusable (NaN/Inf, constant): nothing to save
+
+
+def face_problem(faces: Tensor) -> str:
+    """Why restored faces (N, 3, R, R) in [-1, 1] are unusable, or "": broken weights give NaN / Inf or a
+    face collapsed to one colour, which would otherwise be saved as a black image."""
+    for i, face in enumerate(faces):
+        if not torch.isfinite(face).all():
+            return f"the model's output for face {i} is not finite (NaN/Inf): are its weights corrupted?"
+        if float(face.amax() - face.amin()) < 2 / 255:
+            return f"the model's output for face {i} is one flat colour: are its weights corrupted?"
+    return ""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -190,6 +202,7 @@ class FaceRestorer:
             else:
                 result = self._paste(photo, faces, aligned_inputs, matrices)
             result.input_faces, result.restored_faces = aligned_inputs, faces
+            result.failure = face_problem(faces) if count else ""
             results.append(result)
         return results
 

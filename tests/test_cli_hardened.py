@@ -1,0 +1,110 @@
+"""The ``diffrestore`` command as a user meets it (a subprocess: exit code and the one-line message):
+no silent wrong output, arguments refused up front, grey stays grey, stale temporaries removed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffrestore.pipeline.checksums import CHECKSUM_FILE, write_checksums
+from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
+
+ROOT = Path(__file__).parents[1]
+FAST = ["--steps", "2", "--start-t", "100", "--guidance", "0", "--device", "cpu", "--quiet"]
+UNET_WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
+    return subprocess.run([sys.executable, str(ROOT / "sample.py"), *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)
+
+
+def tiny_model(folder: Path, checksums: bool = False) -> Path:
+    DiffRestorePipeline.from_model_config(ROOT / "configs/model/tiny.yaml").save_pretrained(folder)
+    if checksums:
+        write_checksums(folder)
+    return folder
+
+
+def corrupt(path: Path) -> None:
+    """Overwrite the middle of ``path`` with random bytes, as a bad download or disk would."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = os.urandom(4096)
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def faces(tmp_path, face_paths) -> Path:
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for path in face_paths[:2]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_corrupted_weights_of_a_checked_folder_exit_2_naming_the_file(tmp_path, faces):
+    model = tiny_model(tmp_path / "tiny", checksums=True)
+    corrupt(model / UNET_WEIGHTS)
+    run = run_cli("--lq", str(faces), "--out", str(tmp_path / "out"), "--model", str(model), "--aligned", *FAST)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1, run.stderr
+    assert str(model / UNET_WEIGHTS) in lines[0] and "corrupted" in lines[0] and CHECKSUM_FILE in lines[0]
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_bundled_models_carry_checksums_that_match():
+    from diffrestore.pipeline.checksums import verify_checksums
+    from diffrestore.pipeline.pipeline_diffrestore import PRETRAINED
+
+    for folder in sorted(p for p in PRETRAINED.iterdir() if (p / "model_index.json").is_file()):
+        assert (folder / CHECKSUM_FILE).is_file(), folder
+        verify_checksums(folder)
+
+
+def nan_unet_model(folder: Path) -> Path:
+    """A folder without checksums (a user's own) whose UNet outputs NaN: loads, but restores nothing."""
+    pipe = DiffRestorePipeline.from_model_config(ROOT / "configs/model/tiny.yaml")
+    with torch.no_grad():
+        next(pipe.unet.parameters()).fill_(float("nan"))
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_a_nan_face_is_a_failed_file_never_written(tmp_path, faces):
+    model = nan_unet_model(tmp_path / "nan")
+    out = tmp_path / "out"
+    run = run_cli("--lq", str(faces), "--out", str(out), "--model", str(model), "--aligned", *FAST)
+    assert run.returncode == 1, run.stdout + run.stderr
+    for name in sorted(p.name for p in faces.iterdir()):  # every file reported, the batch went on
+        assert f"FAILED {faces / name}: the model's output for face 0 is not finite (NaN/Inf)" in run.stdout
+    assert not list(out.iterdir())
+
+
+def test_a_collapsed_face_fails_only_its_own_file(monkeypatch, tmp_path):
+    """One face of a batch collapsed to a constant: that image fails, the other is restored."""
+    from PIL import Image
+
+    from diffrestore.pipeline.options import RestoreOptions
+    from diffrestore.pipeline.restore import FaceRestorer
+
+    pipe = DiffRestorePipeline.from_model_config(ROOT / "configs/model/tiny.yaml")
+    restorer = FaceRestorer(pipe, RestoreOptions(device="cpu", steps=2, start_t=100, guidance=0))
+    real = restorer.restore_batch
+
+    def collapse_second(faces, generators):
+        restored = real(faces, generators)
+        restored[1:] = 0.25
+        return restored
+
+    monkeypatch.setattr(restorer, "restore_batch", collapse_second)
+    images = [Image.effect_noise((64, 64), 40).convert("RGB") for _ in range(2)]
+    good, flat = restorer.restore_photos(images, ["a", "b"], aligned=True)
+    assert good.failure == "" and "one flat colour" in flat.failure
