@@ -108,3 +108,19 @@ def test_a_collapsed_face_fails_only_its_own_file(monkeypatch, tmp_path):
     images = [Image.effect_noise((64, 64), 40).convert("RGB") for _ in range(2)]
     good, flat = restorer.restore_photos(images, ["a", "b"], aligned=True)
     assert good.failure == "" and "one flat colour" in flat.failure
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1", "8.5", "40"])
+def test_upscale_outside_0_to_8_is_refused_up_front(value, tmp_path, faces):
+    run = run_cli("--lq", str(faces), "--upscale", value, "--device", "cpu")
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1, run.stderr
+    assert lines[0].startswith(f"error: --upscale {float(value)!r}: must be in (0, 8]"), lines[0]
+    assert not (tmp_path / "faces_restored").exists()
+
+
+def test_upscale_8_passes_the_checks(faces):
+    from diffrestore.cli import restore as cli
+
+    options, _, _ = cli.prepare(cli.parse_args(["--lq", str(faces), "--upscale", "8", "--device", "cpu"]))
+    assert options.upscale == 8

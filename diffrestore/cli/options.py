@@ -54,7 +54,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--batch-size", dest="batch_size", type=int, help="faces per forward pass")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--dtype", choices=["auto", "fp32", "fp16", "bf16"])
-    p.add_argument("--upscale", type=float, help="output scale of the input's size")
+    p.add_argument("--upscale", type=float, help="output scale of the input's size, in (0, 8] (default 1)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--aligned", dest="aligned", action="store_const", const=True,
                       help="inputs are aligned faces; default: decide per image (square with no face,\n"
