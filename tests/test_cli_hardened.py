@@ -124,3 +124,24 @@ def test_upscale_8_passes_the_checks(faces):
 
     options, _, _ = cli.prepare(cli.parse_args(["--lq", str(faces), "--upscale", "8", "--device", "cpu"]))
     assert options.upscale == 8
+
+
+def test_grey_inputs_stay_grey(tmp_path, face_paths):
+    import numpy as np
+    from PIL import Image
+
+    lq = tmp_path / "grey"
+    lq.mkdir()
+    face = Image.open(face_paths[0]).convert("L")
+    face.save(lq / "l.png")
+    face.convert("RGB").save(lq / "rgb.png")
+    with_alpha = face.convert("LA")
+    with_alpha.putalpha(200)
+    with_alpha.save(lq / "la.png")
+    out = tmp_path / "out"
+    run = run_cli("--lq", str(lq), "--out", str(out), "--model", "utkface128", "--aligned", *FAST)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for name in ("l.png", "rgb.png", "la.png"):
+        rgb = np.asarray(Image.open(out / name).convert("RGB"), dtype=np.int16)
+        assert np.abs(rgb[..., 0] - rgb[..., 1]).max() == 0 and np.abs(rgb[..., 1] - rgb[..., 2]).max() == 0, name
+        assert rgb.std() > 10, name  # restored, not blank
