@@ -145,3 +145,21 @@ def test_grey_inputs_stay_grey(tmp_path, face_paths):
         rgb = np.asarray(Image.open(out / name).convert("RGB"), dtype=np.int16)
         assert np.abs(rgb[..., 0] - rgb[..., 1]).max() == 0 and np.abs(rgb[..., 1] - rgb[..., 2]).max() == 0, name
         assert rgb.std() > 10, name  # restored, not blank
+
+
+def test_stale_temporaries_of_killed_saves_are_removed_at_start(tmp_path, faces):
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    stale = [out / ".face.png.k3j_9xq2.tmp", out / "sub" / ".other.jpg.abcdefgh.tmp"]
+    fresh = out / ".saving.png.zz11yy22.tmp"  # another run is saving it right now
+    foreign = out / ".notes.txt.abcdefgh.tmp"  # not ours: not an image's temporary
+    for path in [*stale, fresh, foreign]:
+        path.write_bytes(b"partial")
+    an_hour_ago = os.path.getmtime(fresh) - 3600
+    for path in [*stale, foreign]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    model = tiny_model(tmp_path / "tiny")
+    run = run_cli("--lq", str(faces), "--out", str(out), "--model", str(model), "--aligned", *FAST)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert not any(path.exists() for path in stale)
+    assert fresh.exists() and foreign.exists()
