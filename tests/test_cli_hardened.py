@@ -163,3 +163,41 @@ def test_stale_temporaries_of_killed_saves_are_removed_at_start(tmp_path, faces)
     assert run.returncode == 0, run.stdout + run.stderr
     assert not any(path.exists() for path in stale)
     assert fresh.exists() and foreign.exists()
+
+
+def test_version():
+    from diffrestore import __version__
+
+    run = run_cli("--version")
+    assert run.returncode == 0 and run.stdout.strip() == f"diffrestore {__version__}"
+
+
+def test_a_wrong_model_name_lists_the_bundled_models(faces):
+    run = run_cli("--lq", str(faces), "--model", "utkface", "--device", "cpu", cwd=faces)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1, run.stderr
+    assert lines[0].startswith("error: --model utkface: not a pipeline folder") and \
+        "bundled model (celebahq256, utkface128)" in lines[0]
+
+
+def test_help_explains_every_option():
+    from diffrestore.cli.options import build_parser
+
+    run = run_cli("--help")
+    assert run.returncode == 0 and "docstring" not in run.stdout and "exit status" in run.stdout
+    for action in build_parser()._actions:
+        assert action.help, f"{action.option_strings or action.dest} has no help text"
+
+
+def test_named_presets_work_from_any_folder(tmp_path, faces):
+    from diffrestore.cli import restore as cli
+
+    run = run_cli("--lq", str(faces), "--preset", "nosuch", cwd=tmp_path)
+    assert run.returncode == 2 and "--preset: invalid choice: 'nosuch'" in run.stderr and "quality" in run.stderr
+    args = cli.parse_args(["--lq", str(faces), "--preset", "utkface128_quality", "--device", "cpu"])
+    options, _, _ = cli.prepare(args)
+    assert (options.cfg_scale, options.guidance_every, options.steps) == (2.0, 2, 50)  # its defaults chain too
+    model = tiny_model(tmp_path / "tiny")
+    run = run_cli("--lq", str(faces), "--out", str(tmp_path / "out"), "--model", str(model), "--preset", "quality",
+                  "--aligned", *FAST, cwd=tmp_path)
+    assert run.returncode == 0 and "done 2" in run.stdout, run.stdout + run.stderr

@@ -8,7 +8,8 @@ minute old) are removed at start. Images are aligned faces or whole photos: ``--
 force the mode; by default each image is classified on its own (see ``diffrestore.restore``).
 Aligned faces come back at their own size, whole photos at theirs, both times ``--upscale``.
 
-Options come from a preset (``--config``, default ``configs/sample/default.yaml``), then the flags,
+Options come from a preset (``--preset NAME``, a file of ``diffrestore/presets``, which
+``configs/sample`` links to; or ``--config FILE``; default ``default``), then the flags,
 then ``key=value`` overrides of any ``RestoreOptions`` field (e.g. ``guidance_range=[0,0.6]``). Every
 option is checked before a model loads. ``accelerate launch`` runs it over several processes (GPUs):
 each restores its share of the files, and the main process prints one summary.

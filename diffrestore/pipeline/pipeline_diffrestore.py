@@ -50,6 +50,11 @@ PRETRAINED = Path(__file__).parents[1] / "pretrained"
 BUNDLED_MODEL = PRETRAINED / "celebahq256"
 
 
+def bundled_models() -> list[str]:
+    """The names of the models shipped in ``diffrestore/pretrained`` (``--model NAME``)."""
+    return sorted(p.name for p in PRETRAINED.iterdir() if (p / "model_index.json").is_file())
+
+
 def model_folder(model: str | Path | None) -> Path:
     """Where ``model`` lives: None is the bundled default; the name of a bundled model (a folder of
     ``diffrestore/pretrained``, e.g. ``utkface128``) is that folder unless a path of that name exists;
