@@ -4,7 +4,8 @@
     python train.py --config configs/train/<stage>.yaml ...            # one process, same code
 
 Stages and their configs: diffrestore/training/stages/, configs/train/. The trained components are
-exported to <output_dir>/export.
+exported to <output_dir>/export. Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the current step, prints
+where it is and the command that resumes, and exits 130.
 """
 
 from __future__ import annotations
@@ -16,6 +17,17 @@ from diffrestore.config import ConfigError, load_config
 from diffrestore.training import TrainConfig, Trainer
 from diffrestore.training.stages import STAGES
 
+EXIT_INTERRUPTED = 130
+
+
+def resume_command(argv: list[str] | None) -> str:
+    """This command again with ``--resume latest`` (replacing any --resume it had)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    for flag in [a for a in args if a.startswith("--resume")]:
+        at = args.index(flag)
+        del args[at:at + (1 if "=" in flag else 2)]
+    return " ".join(["python train.py", *args, "--resume latest"])
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from diffrestore.training.trainer import TrainingInterrupted
+
     args = parse_args(argv)
     overrides = list(args.overrides) + ([f"resume={args.resume}"] if args.resume else [])
     try:
@@ -38,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as err:  # the message names the key or the file
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        print(f"interrupted ({stop.signal_name}) at step {stop.step}: checkpoint saved to {stop.path}\n"
+              f"  resume with: {resume_command(argv)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # before the first step: nothing trained, nothing to save
+        print("interrupted before training started: nothing to save", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if trainer.accelerator.is_main_process:
         print(f"exported to {out}")
     return 0

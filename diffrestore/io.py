@@ -196,6 +196,19 @@ def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(array.permute(1, 2, 0).numpy(), mode="RGB")
 
 
+def is_grey(img: Image.Image) -> bool:
+    """The image has no colour: greyscale modes, or RGB(A) whose three channels are equal everywhere."""
+    if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        return True
+    rgb = np.asarray(img.convert("RGB"))
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def as_grey(img: Image.Image) -> Image.Image:
+    """``img`` as RGB with its three channels equal (its luma)."""
+    return img.convert("L").convert("RGB")
+
+
 def save_image(image: Image.Image | torch.Tensor, path: str | Path, overwrite: bool = False,
                quality: int = DEFAULT_QUALITY, extras: Optional[ImageExtras] = None) -> None:
     """Write ``image`` to ``path`` (format from the extension), creating parent folders.

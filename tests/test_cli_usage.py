@@ -62,7 +62,7 @@ BAD_INPUTS = [
     ("steps negative", lambda t, p: ["--steps", "-5"], 2, "--steps -5: must be at least 1"),
     ("start-t past the schedule", lambda t, p: ["--start-t", "5000"], 2,
      "--start-t 5000: must be in [0, 999] (the model has 1000 training timesteps)"),
-    ("upscale 0", lambda t, p: ["--upscale", "0"], 2, "--upscale 0.0: must be > 0"),
+    ("upscale 0", lambda t, p: ["--upscale", "0"], 2, "--upscale 0.0: must be in (0, 8]"),
     ("unknown colour fix", lambda t, p: ["color_fix=bogus"], 2,
      "color_fix 'bogus': must be one of wavelet, chroma, none"),
     ("batch size 0", lambda t, p: ["--batch-size", "0"], 2, "--batch-size 0: must be at least 1"),

@@ -4,8 +4,10 @@ and the writing of each image's outputs."""
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -50,6 +52,26 @@ def check_output_folder(out: Path) -> None:
             pass
     except OSError as err:
         raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from err
+
+
+# io.save_image writes ``.NAME.XXXXXXXX.tmp`` (mkstemp) beside NAME, then renames it; a kill between leaves it
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+STALE_AFTER_S = 60  # younger ones may belong to another run saving into this folder right now
+
+
+def remove_stale_temporaries(out: Path, now: Optional[float] = None) -> int:
+    """Delete the temporaries of image saves killed in ``out`` (recursively); returns how many."""
+    now = time.time() if now is None else now
+    removed = 0
+    for path in out.rglob(".*.tmp"):
+        match = TEMPORARY.match(path.name)
+        if not match or Path(match["name"]).suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):  # another process removed it first
+            if now - path.stat().st_mtime > STALE_AFTER_S:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def output_name(rel: Path, ext: Optional[str], suffix: str) -> Path:

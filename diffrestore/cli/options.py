@@ -11,16 +11,18 @@ from typing import Optional, Sequence
 
 from omegaconf import OmegaConf
 
+from .. import __version__
 from ..config import load_config, merge_config
 from ..io import DEFAULT_QUALITY
 from ..pipeline.options import RestoreOptions
-from ..pipeline.pipeline_diffrestore import model_folder
+from ..pipeline.pipeline_diffrestore import bundled_models, model_folder
 from ..pipeline.restore import resolve_device
 from ..sampling import SAMPLERS, SCHEDULERS
 from .files import OUTPUT_EXTENSIONS, UsageError
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "sample"
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"  # package data; configs/sample links to it
 DEFAULT_PRESET = PRESET_DIR / "default.yaml"
+PRESETS = sorted(path.stem for path in PRESET_DIR.glob("*.yaml"))
 FLAGS = {  # flag dest -> RestoreOptions key
     "model": "model", "steps": "steps", "start_t": "start_t", "sampler": "sampler", "scheduler": "scheduler",
     "eta": "eta",
@@ -34,27 +36,41 @@ FLAGS = {  # flag dest -> RestoreOptions key
 FIDELITY_MAX_START_T = 400
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="diffrestore", description="Restore the faces in photos (see the module docstring of diffrestore.cli.restore).",
+DESCRIPTION = """Restore the faces in photos: diffrestore --lq photos/ [--out DIR] [options] [key=value ...]
+
+--lq is an image or a folder (every image under it). Results go to --out (default <input>_restored beside
+the input) with the same relative paths; an existing output is skipped unless --overwrite, so a rerun
+resumes. Options come from a preset (--preset or --config), then the flags, then key=value overrides."""
+EPILOG = """exit status: 0 every image restored or skipped; 1 an image failed, or no image;
+2 a bad argument (one line naming it); 130 interrupted (finished files are kept, a rerun resumes)"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diffrestore", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--version", action="version", version=f"diffrestore {__version__}")
     p.add_argument("--lq", required=True, type=Path, help="an image file or a folder of images (recursive)")
     p.add_argument("--out", type=Path, help="output folder (default: <input>_restored beside the input)")
-    p.add_argument("--config", type=Path, default=None, help=f"sampler preset (default {DEFAULT_PRESET.name})")
-    p.add_argument("--model", help="pipeline folder, or the name of a bundled model (default: the bundled default)")
+    preset = p.add_mutually_exclusive_group()
+    preset.add_argument("--preset", choices=PRESETS, help="a named sampling preset (default: default)")
+    preset.add_argument("--config", type=Path, default=None, help="a sampling preset file (YAML)")
+    p.add_argument("--model", help=f"pipeline folder, or a bundled model: {', '.join(bundled_models())}\n"
+                                   "(default: the bundled default)")
     p.add_argument("--fidelity", type=float,
                    help="0..1: 0 = the prior's realism (N=400), 1 = the backbone's estimate, closest to the\n"
                         "input (N=0); 0.5 = the default preset. Sets --start-t.")
-    p.add_argument("--steps", type=int)
+    p.add_argument("--steps", type=int, help="sampling steps from --start-t down to 0")
     p.add_argument("--start-t", dest="start_t", type=int, help="DifFace's N: the timestep the chain starts at")
     p.add_argument("--sampler", help=f"the algorithm: {', '.join(SAMPLERS)} (default difface)")
     p.add_argument("--scheduler", choices=sorted(SCHEDULERS), help="the update rule; default: the model's own (DDIM)")
-    p.add_argument("--eta", type=float)
+    p.add_argument("--eta", type=float, help="DDIM's eta: 0 = deterministic (ddim scheduler only)")
     p.add_argument("--guidance", type=float, help="identity-guidance scale (0 = off)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="every face's noise is seeded from it and the file's path")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="faces per forward pass")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
-    p.add_argument("--dtype", choices=["auto", "fp32", "fp16", "bf16"])
-    p.add_argument("--upscale", type=float, help="output scale of the input's size")
+    p.add_argument("--dtype", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="auto (default): bf16 on CUDA, fp32 elsewhere")
+    p.add_argument("--upscale", type=float, help="output scale of the input's size, in (0, 8] (default 1)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--aligned", dest="aligned", action="store_const", const=True,
                       help="inputs are aligned faces; default: decide per image (square with no face,\n"
@@ -76,8 +92,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     talk = p.add_mutually_exclusive_group()
     talk.add_argument("--quiet", action="store_true", help="no progress bar and no notes: the summary line only")
     talk.add_argument("--verbose", action="store_true", help="a line per image: the mode chosen and the faces")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="any RestoreOptions field")
-    return p.parse_args(argv)
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="any option by its name, e.g. guidance_range=[0,0.6] color_fix=none\n"
+                        "(the fields of diffrestore.pipeline.options.RestoreOptions)")
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def fidelity_options(fidelity: float) -> dict:
@@ -88,8 +110,7 @@ def fidelity_options(fidelity: float) -> dict:
 
 
 def load_preset(path: Optional[Path]):
-    """``path``, else the default preset of the checkout; an installed wheel has no configs/ folder,
-    so there it is ``RestoreOptions``'s own defaults."""
+    """``path``, else the default preset (package data; ``RestoreOptions``'s own defaults if it is missing)."""
     if path is None and not DEFAULT_PRESET.is_file():
         return merge_config(RestoreOptions)
     return load_config(path or DEFAULT_PRESET, RestoreOptions)
@@ -103,7 +124,8 @@ def build_options(args: argparse.Namespace) -> RestoreOptions:
         if clash:
             raise UsageError(f"--fidelity sets {' and '.join(clash)}: give one or the other")
         flags.update(fidelity)
-    cfg = merge_config(load_preset(args.config), flags, list(args.overrides), source="command line")
+    preset = PRESET_DIR / f"{args.preset}.yaml" if args.preset else args.config
+    cfg = merge_config(load_preset(preset), flags, list(args.overrides), source="command line")
     return RestoreOptions(**OmegaConf.to_container(cfg, resolve=True))
 
 
@@ -153,7 +175,8 @@ def read_model_facts(model: Optional[str]) -> ModelFacts:
     path = model_folder(model)
     index_file = path / "model_index.json"
     if not index_file.is_file():
-        raise UsageError(f"--model {path}: not a pipeline folder (no model_index.json)")
+        raise UsageError(f"--model {path}: not a pipeline folder (no model_index.json) nor a bundled model "
+                         f"({', '.join(bundled_models())})")
     try:
         index = json.loads(index_file.read_text())
         scheduler = json.loads((path / "scheduler" / "scheduler_config.json").read_text())

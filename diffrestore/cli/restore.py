@@ -3,11 +3,13 @@
 ``--lq`` is a folder (every image under it, recursively) or one image. Results go to ``--out``
 (default: a new folder beside the input, ``photos_restored/``; never into the input folder) with the
 same relative paths. An existing output is skipped unless ``--overwrite``, so an interrupted run
-resumes where it stopped. Images are aligned faces or whole photos: ``--aligned`` / ``--whole``
+resumes where it stopped; the temporary files of a save killed earlier (``.NAME.XXXXXXXX.tmp``, over a
+minute old) are removed at start. Images are aligned faces or whole photos: ``--aligned`` / ``--whole``
 force the mode; by default each image is classified on its own (see ``diffrestore.restore``).
 Aligned faces come back at their own size, whole photos at theirs, both times ``--upscale``.
 
-Options come from a preset (``--config``, default ``configs/sample/default.yaml``), then the flags,
+Options come from a preset (``--preset NAME``, a file of ``diffrestore/presets``, which
+``configs/sample`` links to; or ``--config FILE``; default ``default``), then the flags,
 then ``key=value`` overrides of any ``RestoreOptions`` field (e.g. ``guidance_range=[0,0.6]``). Every
 option is checked before a model loads. ``accelerate launch`` runs it over several processes (GPUs):
 each restores its share of the files, and the main process prints one summary.
@@ -30,7 +32,7 @@ from ..io import IMAGE_EXTENSIONS, ImageLoadError, load_image_with_extras
 from ..pipeline.options import RestoreOptions
 from ..pipeline.pipeline_diffrestore import model_folder
 from .files import (Job, OutputSettings, UsageError, check_input, check_output_folder, default_out, extras_notes,
-                    ignored_files, interrupts_deferred, plan_jobs, write_outputs)
+                    ignored_files, interrupts_deferred, plan_jobs, remove_stale_temporaries, write_outputs)
 from .options import build_options, check_options, parse_args
 from .progress import Progress, Summary, gather_summaries, join_processes
 
@@ -62,6 +64,10 @@ def restore_chunk(restorer, jobs: Sequence[Job], options: RestoreOptions, settin
         return
     with interrupts_deferred():
         for (job, image, extras), result in zip(loaded, results):
+            if result.failure:
+                summary.failed.append((str(job.source), result.failure))
+                progress.image(job, failure=result.failure)
+                continue
             try:
                 write_outputs(job, image, extras, result, settings, summary.notes)
             except (OSError, ValueError) as err:
@@ -108,6 +114,7 @@ def prepare(args: argparse.Namespace) -> tuple[RestoreOptions, Path, list[Job]]:
     jobs = plan_jobs(args.lq, out, args.ext, args.suffix)
     if jobs:
         check_output_folder(out)
+        remove_stale_temporaries(out)
     return options, out, jobs
 
 

@@ -38,6 +38,7 @@ from ..sampling import SAMPLERS, IdentityGuidance, StepCallback, respaced_timest
 
 from ..models.builders import (ModelConfig, build_backbone, build_identity, build_irn, build_mask, build_scheduler,
                                build_unet, build_vqgan, load_template)
+from .checksums import verify_checksums
 from .colorfix import COLOR_FIX_FUNCTIONS
 from ..config import load_config
 from ..models.codec import AUTOENCODER, LatentCodec
@@ -47,6 +48,11 @@ from .processing import OUTPUT_TYPES, ImageInput, from_face_batch, to_face_batch
 
 PRETRAINED = Path(__file__).parents[1] / "pretrained"
 BUNDLED_MODEL = PRETRAINED / "celebahq256"
+
+
+def bundled_models() -> list[str]:
+    """The names of the models shipped in ``diffrestore/pretrained`` (``--model NAME``)."""
+    return sorted(p.name for p in PRETRAINED.iterdir() if (p / "model_index.json").is_file())
 
 
 def model_folder(model: str | Path | None) -> Path:
@@ -152,7 +158,8 @@ class DiffRestorePipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None,
                         **kwargs: Any) -> "DiffRestorePipeline":
         """Load a pipeline folder (``None``: the bundled model); ``dtype=`` casts (default float32).
-        A folder that is not a pipeline is refused, naming it and saying how to make one."""
+        A folder that is not a pipeline is refused, naming it and saying how to make one; weights that
+        differ from the folder's ``checksums.json`` (if it has one) raise ``ChecksumError`` naming the file."""
         path = model_folder(pretrained_model_name_or_path)
         if not (path / "model_index.json").is_file():
             hint = ""
@@ -162,6 +169,7 @@ class DiffRestorePipeline(DiffusionPipeline):
                         f"--mask DIR] --model-config configs/model/celebahq256.yaml --out {BUNDLED_MODEL}`, "
                         "or pass --model DIR (model=DIR) naming a pipeline folder.")
             raise FileNotFoundError(f"{path}: not a pipeline folder (no model_index.json).{hint}")
+        verify_checksums(path)
         return super().from_pretrained(str(path), **kwargs)
 
     def with_components(self, **parts: Any) -> "DiffRestorePipeline":

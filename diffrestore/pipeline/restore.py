@@ -39,7 +39,7 @@ from .faces import (DetectedFace, FaceDetector, align_faces, alignment_matrix, c
                     upscale_image)
 from ..models.builders import load_template
 from ..geometry import similarity_transform
-from ..io import pil_to_tensor, tensor_to_pil
+from ..io import as_grey, is_grey, pil_to_tensor, tensor_to_pil
 from .options import DTYPES, RestoreOptions
 from .pipeline_diffrestore import DiffRestorePipeline
 from .processing import resize_face
@@ -53,6 +53,18 @@ class Restoration:
     note: str = ""
     input_faces: Optional[Tensor] = None  # (num_faces, 3, R, R): the aligned crops the model restored
     restored_faces: Optional[Tensor] = None  # (num_faces, 3, R, R): what it made of them
+    failure: str = ""  # set when the model's output is unusable (NaN/Inf, constant): nothing to save
+
+
+def face_problem(faces: Tensor) -> str:
+    """Why restored faces (N, 3, R, R) in [-1, 1] are unusable, or "": broken weights give NaN / Inf or a
+    face collapsed to one colour, which would otherwise be saved as a black image."""
+    for i, face in enumerate(faces):
+        if not torch.isfinite(face).all():
+            return f"the model's output for face {i} is not finite (NaN/Inf): are its weights corrupted?"
+        if float(face.amax() - face.amin()) < 2 / 255:
+            return f"the model's output for face {i} is one flat colour: are its weights corrupted?"
+    return ""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -164,7 +176,8 @@ class FaceRestorer:
 
     def restore_photos(self, photos: Sequence[Image.Image], keys: Optional[Sequence[str]] = None,
                        aligned: Optional[bool] = None) -> list[Restoration]:
-        """Restore several images at once (every face of every photo batched together).
+        """Restore several images at once (every face of every photo batched together); grey images
+        come back grey.
         ``aligned``: True / False forces the mode, None decides per image (see the module docstring)."""
         keys = list(keys) if keys is not None else [str(i) for i in range(len(photos))]
         plans = [self._plan(photo, aligned) for photo in photos]
@@ -190,6 +203,9 @@ class FaceRestorer:
             else:
                 result = self._paste(photo, faces, aligned_inputs, matrices)
             result.input_faces, result.restored_faces = aligned_inputs, faces
+            result.failure = face_problem(faces) if count else ""
+            if is_grey(photo):  # the model tints grey faces (pink lips): a grey photo comes back grey
+                result.image = as_grey(result.image)
             results.append(result)
         return results
 

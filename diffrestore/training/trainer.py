@@ -6,15 +6,17 @@ an exact resume) is documented in :mod:`diffrestore.training.stage`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
+import signal
 import sys
 import time
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 from accelerate import Accelerator
@@ -40,6 +42,32 @@ from .stage import Stage
 logger = logging.getLogger(__name__)
 
 GRID_ITEMS = 8  # images in a sample grid
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT / SIGTERM stopped training; the state at ``step`` is saved in the checkpoint ``path``."""
+
+    def __init__(self, step: int, path: Optional[Path], signal_name: str) -> None:
+        super().__init__(f"{signal_name} at step {step}")
+        self.step, self.path, self.signal_name = step, path, signal_name
+
+
+@contextlib.contextmanager
+def stop_signals_caught(caught: list[str]) -> Iterator[None]:
+    """While the block runs, SIGINT / SIGTERM append their name to ``caught`` instead of killing the
+    process, so the loop stops at the next step boundary with a consistent state to save."""
+    handled = (signal.SIGINT, signal.SIGTERM)
+    try:
+        previous = {sig: signal.signal(sig, lambda num, _: caught.append(signal.Signals(num).name))
+                    for sig in handled}
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Trainer:
@@ -336,7 +364,17 @@ class Trainer:
         return {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, Tensor) and v.dim() == 4 else v
                 for k, v in batch.items()}
 
+    def _stop_requested(self, caught: list[str]) -> bool:
+        """A stop signal reached this process, or (several processes) any of them: all stop at one step."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return bool(caught)
+        flag = torch.tensor([float(bool(caught))], device=acc.device)
+        return bool(acc.reduce(flag, reduction="sum").item() > 0)
+
     def train(self) -> Path:
+        """Train to ``max_steps`` (or the time limit), checkpoint, export; returns the export folder.
+        SIGINT / SIGTERM save a checkpoint at the current step and raise ``TrainingInterrupted``."""
         acc, cfg = self.accelerator, self.cfg
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -356,32 +394,43 @@ class Trainer:
         micro = self.step * self.accum
         batches = self.batches()
         started = time.monotonic()
-        while self.step < cfg.max_steps and not self._out_of_time(started):
-            batch = next(batches)
-            if cfg.debug_record_indices:
-                self._record(batch, micro)
-            scalars = self.micro_step(batch)
-            micro += 1
-            images += cfg.batch_size
-            for key, value in scalars.items():
-                window[key].append(value)
-            if not acc.sync_gradients:
-                continue
-            self.step += 1
-            bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                values = self._log(window, images, time.perf_counter() - tic)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k.startswith("loss/")})
-                window.clear()
-                tic, images = time.perf_counter(), 0
-            if (self.step % cfg.sample_every == 0 or self.step == cfg.max_steps) and acc.is_main_process:
-                self._sample()
-            if self.step % cfg.checkpoint_every == 0:
-                self._save()
-                last_saved = self.step
+        caught: list[str] = []
+        with stop_signals_caught(caught):
+            while self.step < cfg.max_steps and not self._out_of_time(started):
+                try:
+                    batch = next(batches)
+                except RuntimeError:
+                    if caught:  # Ctrl-C also stopped the data loader's workers: stop at this step
+                        break
+                    raise
+                if cfg.debug_record_indices:
+                    self._record(batch, micro)
+                scalars = self.micro_step(batch)
+                micro += 1
+                images += cfg.batch_size
+                for key, value in scalars.items():
+                    window[key].append(value)
+                if not acc.sync_gradients:
+                    continue
+                self.step += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    values = self._log(window, images, time.perf_counter() - tic)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k.startswith("loss/")})
+                    window.clear()
+                    tic, images = time.perf_counter(), 0
+                if (self.step % cfg.sample_every == 0 or self.step == cfg.max_steps) and acc.is_main_process:
+                    self._sample()
+                if self.step % cfg.checkpoint_every == 0:
+                    self._save()
+                    last_saved = self.step
+                if self._stop_requested(caught):  # at a step boundary: no gradients half accumulated
+                    break
         bar.close()
         if last_saved != self.step:
             self._save()
+        if caught:
+            raise TrainingInterrupted(self.step, ckpt.latest_checkpoint(self.ckpt_root), caught[0])
         if cfg.debug_record_indices:
             self._record_weights()
         out = self.output_dir / "export"
