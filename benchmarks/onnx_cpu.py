@@ -13,6 +13,7 @@ difference between the two restored faces in 8-bit levels.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -77,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="diffrestore-onnx-") as scratch:
         rows = compare(args, args.onnx or Path(scratch))
-    header = f"{machine_header(torch.device('cpu'))}, onnxruntime {onnxruntime.__version__}"
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    header = (f"{machine_header(torch.device('cpu'))}, onnxruntime {onnxruntime.__version__} · load average "
+              f"{load} at the end (the cores are shared: compare rows of one table only)")
     settings = (f"{args.model or 'celebahq256'} · {args.face.relative_to(ROOT) if args.face.is_relative_to(ROOT) else args.face}"
                 f" · default preset · seed {args.seed} · {args.threads} threads · median of {args.repeats}")
     report("ONNX export against torch (CPU)", header, settings, rows, args.append, args.results)

@@ -55,6 +55,14 @@ def test_bad_uploads_get_the_cli_messages(tmp_path):
         check_upload(wide, DemoSettings(max_upload_mb=0.001))
 
 
+def test_base_install_pulls_neither_gradio_nor_onnxruntime():
+    from importlib.metadata import requires
+
+    optional = [r for r in requires("diffrestore") if r.split()[0].lower().startswith(("gradio", "onnxruntime",
+                                                                                         "selenium"))]
+    assert optional and all("extra ==" in r for r in optional), optional
+
+
 def test_command_binds_loopback_and_checks_options_before_loading(capsys):
     assert parse_args([]).host == "127.0.0.1"
     assert main(["steps=0"]) == 2

@@ -251,7 +251,7 @@ def build_demo(app: DemoApp):
             with gr.Column():
                 slider = gr.ImageSlider(label="Before / after", type="filepath", elem_id="slider")
                 choice = gr.Dropdown([], label="Photo or face", elem_id="choice")
-                gallery = gr.Gallery(label="Restored", elem_id="gallery")
+                gallery = gr.Gallery(label="Restored", columns=4, height=240, object_fit="contain", elem_id="gallery")
                 downloads = gr.File(label="Download", file_count="multiple", elem_id="downloads")
                 message = gr.Textbox(label="Messages", lines=3, elem_id="message")
         button.click(run, [files, mode, fidelity, preset, seed], [slider, choice, gallery, downloads, message, pairs],
