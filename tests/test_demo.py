@@ -17,9 +17,10 @@ from PIL import Image
 pytest.importorskip("gradio")
 from diffrestore.cli import UsageError  # noqa: E402
 from diffrestore.deploy.browser import chromium, missing_browser, restore_in_browser, serve_demo  # noqa: E402
-from diffrestore.deploy.demo import (DemoSettings, Request, check_upload, main, parse_args,  # noqa: E402
-                                     restore_options)
+from diffrestore.deploy.demo import (DemoSettings, ProgressRestorer, Request, check_upload, main,  # noqa: E402
+                                     parse_args, restore_options, unique_names)
 from diffrestore.io import ImageLoadError  # noqa: E402
+from diffrestore.options import RestoreOptions  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "lq"
 FACE = EXAMPLES / "pgdiff_0040.png"
@@ -53,6 +54,22 @@ def test_bad_uploads_get_the_cli_messages(tmp_path):
         check_upload(wide, DemoSettings(max_side=1000))
     with pytest.raises(ImageLoadError, match=r"^wide\.png: 0\.0 MB; the demo takes files up to 0\.001 MB"):
         check_upload(wide, DemoSettings(max_upload_mb=0.001))
+
+
+def test_progress_follows_the_pipeline_steps():
+    from test_pipeline import R, tiny_pipeline
+
+    restorer = ProgressRestorer(tiny_pipeline(), RestoreOptions(steps=3, start_t=50, device="cpu", aligned=True))
+    reports = []
+    restorer.progress = lambda fraction, text: reports.append((round(fraction, 3), text))
+    restorer.restore_aligned([Image.new("RGB", (R, R), (90, 60, 40))] * 2)
+    assert reports == [(0.333, "denoising 2 face(s): step 1 of 3"), (0.667, "denoising 2 face(s): step 2 of 3"),
+                       (1.0, "denoising 2 face(s): step 3 of 3")]
+
+
+def test_uploads_of_one_name_keep_their_own_results():
+    assert unique_names(["face.png", "b.jpg", "face.png", "face.png"]) == [
+        "face.png", "b.jpg", "face (2).png", "face (3).png"]
 
 
 def test_base_install_pulls_neither_gradio_nor_onnxruntime():

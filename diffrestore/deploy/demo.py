@@ -112,6 +112,34 @@ def check_upload(path: Path, settings: DemoSettings) -> Image.Image:
         raise ImageLoadError(name, err.problem) from err
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` with a repeated one numbered (``face.png``, ``face (2).png``): each names its own results."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{Path(name).stem} ({seen[name]}){Path(name).suffix}")
+    return unique
+
+
+class ProgressRestorer(FaceRestorer):
+    """A ``FaceRestorer`` that reports the pipeline's denoising steps to ``progress``."""
+
+    progress: Optional[Progress] = None
+
+    def restore_batch(self, faces: Tensor, generators: list) -> Tensor:
+        if self.progress is None:
+            return super().restore_batch(faces, generators)
+        report, total = self.progress, len(respaced_timesteps(int(self.options.start_t), int(self.options.steps)))
+
+        def on_step(pipe: Any, step: int, timestep: int, state: dict) -> dict:
+            report((step + 1) / total, f"denoising {len(faces)} face(s): step {step + 1} of {total}")
+            return {}
+
+        return self.pipeline(faces, self.options, generator=generators, output_type="pt",
+                             callback_on_step_end=on_step).images
+
+
 class DemoApp:
     """The model (loaded once), the session's folder and the restore behind the page's button."""
 
@@ -140,9 +168,9 @@ class DemoApp:
         options = restore_options(self.settings, request)
         result = DemoResult(self.workdir / uuid.uuid4().hex)
         loaded = []
-        for path in map(Path, paths):
+        for path, name in zip(map(Path, paths), unique_names([Path(path).name for path in paths])):
             try:
-                loaded.append((path.name, check_upload(path, self.settings)))
+                loaded.append((name, check_upload(path, self.settings)))
             except (ImageLoadError, OSError) as err:
                 result.failed.append(str(err))
         if loaded:
@@ -151,24 +179,6 @@ class DemoApp:
             for (name, image), restoration in zip(loaded, restorations):
                 result.add(name, image, restoration)
         return result
-
-
-class ProgressRestorer(FaceRestorer):
-    """A ``FaceRestorer`` that reports the pipeline's denoising steps to ``progress``."""
-
-    progress: Optional[Progress] = None
-
-    def restore_batch(self, faces: Tensor, generators: list) -> Tensor:
-        if self.progress is None:
-            return super().restore_batch(faces, generators)
-        report, total = self.progress, len(respaced_timesteps(int(self.options.start_t), int(self.options.steps)))
-
-        def on_step(pipe: Any, step: int, timestep: int, state: dict) -> dict:
-            report((step + 1) / total, f"denoising {len(faces)} face(s): step {step + 1} of {total}")
-            return {}
-
-        return self.pipeline(faces, self.options, generator=generators, output_type="pt",
-                             callback_on_step_end=on_step).images
 
 
 @dataclass
@@ -227,6 +237,8 @@ def build_demo(app: DemoApp):
                                  lambda fraction, text: progress(fraction, desc=text))
         except UsageError as err:
             raise gr.Error(str(err)) from None
+        except Exception as err:  # noqa: BLE001 - a message on the page, not a traceback
+            raise gr.Error(f"{type(err).__name__}: {err}") from None
         labels = list(result.pairs)
         first = result.pairs[labels[0]] if labels else None
         return (first, gr.update(choices=labels, value=labels[0] if labels else None), result.files,
