@@ -88,3 +88,13 @@ def test_export_command_refuses_bad_arguments(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["--onnx", str(tmp_path / "file")]) == 2
     assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_reference_restore_refuses_another_scheduler(exported, tmp_path):
+    _, folder = exported
+    spec = json.loads((folder / "pipeline.json").read_text())
+    (tmp_path / "pipeline.json").write_text(json.dumps({**spec, "scheduler_class": "EulerDiscreteScheduler"}))
+    with pytest.raises(ValueError, match="scheduler EulerDiscreteScheduler: the reference restore runs DDIM only"):
+        OnnxRestorer(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no pipeline.json"):
+        OnnxRestorer(tmp_path / "missing")

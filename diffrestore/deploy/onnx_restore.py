@@ -166,6 +166,9 @@ class OnnxRestorer:
         if not spec_file.is_file():
             raise FileNotFoundError(f"{self.folder}: no pipeline.json (write one with diffrestore-export --onnx DIR)")
         self.spec = json.loads(spec_file.read_text())
+        if self.spec.get("scheduler_class") != "DDIMScheduler":
+            raise ValueError(f"{spec_file}: scheduler {self.spec.get('scheduler_class')}: the reference restore "
+                             "runs DDIM only (export a pipeline whose scheduler is DDIMScheduler)")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -223,12 +226,14 @@ class OnnxRestorer:
         """The DifFace chain (``samplers.difface_sample`` with DDIM, eta 0)."""
         timesteps = respaced_timesteps(settings.start_t, settings.steps)
         alphas = respaced_alphas(self.train_alphas, timesteps)
+        # DDIM's step after the last: abar = 1 with set_alpha_to_one, else the respaced chain's first abar
+        final = 1.0 if self.spec["scheduler"].get("set_alpha_to_one", True) else float(alphas[-1])
         abar = np.float64(self.train_alphas[timesteps[0]])
         z = (np.sqrt(abar) * z_start.astype(np.float64) + np.sqrt(1 - abar) * noise.astype(np.float64))
         z = z.astype(np.float32)
         for i, t in enumerate(timesteps):
             eps = self.eps(z, t, condition, settings.cfg_scale)
-            alpha_prev = alphas[i + 1] if i + 1 < len(alphas) else 1.0  # set_alpha_to_one
+            alpha_prev = alphas[i + 1] if i + 1 < len(alphas) else final
             z = ddim_step(eps, z, float(alphas[i]), float(alpha_prev))
         return z
 
