@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("gradio")
-from diffrestore.cli import UsageError  # noqa: E402
+from diffrestore.cli.files import UsageError  # noqa: E402
 from diffrestore.deploy.browser import chromium, missing_browser, restore_in_browser, serve_demo  # noqa: E402
 from diffrestore.deploy.demo import (DemoSettings, ProgressRestorer, Request, check_upload, main,  # noqa: E402
                                      parse_args, restore_options, unique_names)
 from diffrestore.io import ImageLoadError  # noqa: E402
-from diffrestore.options import RestoreOptions  # noqa: E402
+from diffrestore.pipeline import RestoreOptions  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "lq"
 FACE = EXAMPLES / "pgdiff_0040.png"

@@ -28,17 +28,17 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch import Tensor
 
-from samplers import respaced_timesteps
-
-from ..cli import DEFAULT_PRESET, PRESET_DIR, UsageError, check_options, fidelity_options, load_preset
+from ..cli.files import UsageError
+from ..cli.options import DEFAULT_PRESET, PRESET_DIR, check_options, fidelity_options, load_preset
 from ..config import merge_config
 from ..io import ImageLoadError, load_image, tensor_to_pil
-from ..options import RestoreOptions
-from ..restore import FaceRestorer, Restoration
+from ..pipeline import RestoreOptions
+from ..pipeline.restore import FaceRestorer, Restoration
+from ..sampling import respaced_timesteps
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "lq"
 MODES = {"auto": None, "aligned": True, "whole photo": False}
-DEFAULT_FIDELITY = 0.5  # the default preset's start_t (see cli.FIDELITY_MAX_START_T)
+DEFAULT_FIDELITY = 0.5  # the default preset's start_t (see cli.options.FIDELITY_MAX_START_T)
 Progress = Callable[[float, str], None]
 
 

@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..latents import decode_latents, encode_latents
-from ..options import SamplingOptions
-from ..pipeline import DiffRestorePipeline
+from ..models.codec import LatentCodec
+from ..pipeline import DiffRestorePipeline, SamplingOptions
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 16  # GridSample (an identity network that reframes its faces)
@@ -37,25 +36,25 @@ SAMPLING_KEYS = ("steps", "start_t", "eta", "cfg_scale", "color_fix")
 
 
 class VQGANEncoder(nn.Module):
-    """Images in [-1, 1] -> the scaled continuous latents diffusion runs on (``encode_latents``)."""
+    """Images in [-1, 1] -> the scaled continuous latents diffusion runs on (``LatentCodec.encode``)."""
 
     def __init__(self, vqgan: nn.Module) -> None:
         super().__init__()
         self.vqgan = vqgan
 
     def forward(self, images: Tensor) -> Tensor:
-        return encode_latents(self.vqgan, images)
+        return LatentCodec(self.vqgan).encode(images)
 
 
 class VQGANDecoder(nn.Module):
-    """Scaled latents -> images through the codebook (``decode_latents``, quantised)."""
+    """Scaled latents -> images through the codebook (``LatentCodec.decode``, quantised)."""
 
     def __init__(self, vqgan: nn.Module) -> None:
         super().__init__()
         self.vqgan = vqgan
 
     def forward(self, latents: Tensor) -> Tensor:
-        return decode_latents(self.vqgan, latents, quantize=True)
+        return LatentCodec(self.vqgan).decode(latents, quantize=True)
 
 
 class ConditionalUNet(nn.Module):
@@ -168,7 +167,7 @@ def pipeline_spec(pipe: DiffRestorePipeline, parts: dict[str, Component], opset:
         "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__, "diffusers": diffusers.__version__},
         "resolution": int(pipe.config.resolution), "template": pipe.config.template,
         "condition": bool(pipe.config.condition), "latent_shape": list(pipe.latent_shape),
-        "scaling_factor": float(pipe.vqgan.config.scaling_factor),
+        "scaling_factor": pipe.codec.scaling_factor,
         "scheduler_class": type(pipe.scheduler).__name__, "scheduler": scheduler,
         "sampling": sampling, "color_fix_levels": pipe.color_fix_levels,
         "components": files,
