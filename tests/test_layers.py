@@ -16,7 +16,7 @@ LAYERS = [  # lowest first
     ("sampling", {"sampling"}),
     ("pipeline and data", {"pipeline", "data"}),
     ("product face", {"__init__"}),
-    ("training and the restore CLI", {"training", "cli"}),
+    ("training, the restore CLI and deployment", {"training", "cli", "deploy"}),
     ("evaluation", {"evaluation"}),
 ]
 
