@@ -7,16 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ...pipeline.checksums import file_sha256 as file_digest
 from ...pipeline.pipeline_diffrestore import model_folder
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def files_fingerprint(paths: Sequence[Path], root: Path | None = None) -> str:
