@@ -90,7 +90,11 @@ BAD_INPUTS = [
     ("model folder missing", lambda t, p: ["--model", str(t / "nothing")], 2,
      "nothing: not a pipeline folder (no model_index.json)"),
     ("guidance without identity network", lambda t, p: ["--model", str(no_identity_model(t)), "--guidance", "0.5"],
-     2, "--guidance 0.5: this model has no identity network; use --guidance 0"),
+     2, "--guidance 0.5: this model has no identity network (phi); use --guidance 0 or guidance_network=sface"),
+    ("guidance towards an IRN the model lacks",
+     lambda t, p: ["--model", str(no_identity_model(t)), "--guidance", "0.5", "guidance_network=sface",
+                   "guidance_target=irn"],
+     2, "--guidance 0.5: guidance_target=irn but this model has no IRN; use guidance_target=backbone"),
 ]
 
 

@@ -168,6 +168,7 @@ class ModelFacts:
 
     num_train_timesteps: int
     has_identity: bool
+    has_irn: bool
     has_mask: bool
 
 
@@ -182,14 +183,18 @@ def read_model_facts(model: Optional[str]) -> ModelFacts:
         scheduler = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
     except (OSError, ValueError) as err:
         raise UsageError(f"--model {path}: unreadable pipeline folder ({err})") from err
-    present = {name: bool(index.get(name)) and index[name][0] is not None for name in ("identity", "mask")}
-    return ModelFacts(int(scheduler.get("num_train_timesteps", 1000)), present["identity"], present["mask"])
+    present = {name: bool(index.get(name)) and index[name][0] is not None for name in ("identity", "irn", "mask")}
+    return ModelFacts(int(scheduler.get("num_train_timesteps", 1000)), **{f"has_{k}": v for k, v in present.items()})
 
 
 def model_problems(o: RestoreOptions, facts: ModelFacts) -> list[str]:
     problems = []
-    if o.guidance > 0 and not facts.has_identity:
-        problems.append(f"--guidance {o.guidance:g}: this model has no identity network; use --guidance 0")
+    if o.guidance > 0 and o.guidance_network == "phi" and not facts.has_identity:
+        problems.append(f"--guidance {o.guidance:g}: this model has no identity network (phi); use --guidance 0 "
+                        "or guidance_network=sface")
+    if o.guidance > 0 and o.guidance_target == "irn" and not facts.has_irn:
+        problems.append(f"--guidance {o.guidance:g}: guidance_target=irn but this model has no IRN; "
+                        "use guidance_target=backbone")
     if o.guidance > 0 and not facts.has_mask:
         problems.append(f"--guidance {o.guidance:g}: this model has no learned latent mask; use --guidance 0")
     return problems

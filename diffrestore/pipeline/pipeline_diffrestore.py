@@ -52,6 +52,8 @@ BUNDLED_MODEL = PRETRAINED / "celebahq256"
 
 def bundled_models() -> list[str]:
     """The names of the models shipped in ``diffrestore/pretrained`` (``--model NAME``)."""
+    if not PRETRAINED.is_dir():  # an install without the package data: only --model FOLDER works
+        return []
     return sorted(p.name for p in PRETRAINED.iterdir() if (p / "model_index.json").is_file())
 
 
