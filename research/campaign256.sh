@@ -265,10 +265,10 @@ x)
   }
   evaluate lq $T/lq
   row bundled bundled
-  row backbone bundled --fidelity 1
   row vqp_gan vqp_gan
   row vqp_l1 vqp_l1
   row sface_irn bundled --guidance 0.5 guidance_network=sface guidance_target=irn
+  row backbone bundled --fidelity 1
   row sface_backbone bundled --guidance 0.5 guidance_network=sface guidance_target=backbone
   row sface_irn_1 bundled --guidance 1.0 guidance_network=sface guidance_target=irn
   row sface_irn_025 bundled --guidance 0.25 guidance_network=sface guidance_target=irn
