@@ -1,14 +1,17 @@
-"""Outputs that cannot collide and reruns that skip only their own outputs: every output name is planned
-before any work (a collision exits 2 naming both files), and the record beside each output
-(``<out>/.diffrestore/NAME.json``) says which input and options made it."""
+"""Outputs that cannot collide, reruns that skip only their own outputs, processes that share a folder:
+every output name is planned before any work (a collision exits 2 naming both files), the record beside
+each output (``<out>/.diffrestore/NAME.json``) says which input and options made it, and a claim
+(``NAME.claim``) which process is restoring it."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from PIL import Image
 
 from diffrestore.cli import restore as cli
 from diffrestore.cli.files import LEDGER
+from diffrestore.cli.ledger import STALE_CLAIM_S, claim_file, release_claim, try_claim
 from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
 
 ROOT = Path(__file__).parents[1]
@@ -101,3 +105,48 @@ def test_a_rerun_skips_only_what_this_image_made_with_these_options(tmp_path, fa
     assert "done 3 (3 faces)" in capsys.readouterr().out
     assert cli.main(args) == 0
     assert "done 0 (0 faces), skipped 3" in capsys.readouterr().out
+
+
+def test_a_claim_is_held_once_and_a_dead_process_s_claim_is_taken_over(tmp_path):
+    ledger = tmp_path / LEDGER / "face.png"
+    assert try_claim(ledger) and not try_claim(ledger)  # held: by this (live) process
+    release_claim(ledger)
+    assert try_claim(ledger)
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    claim_file(ledger).write_text(f"{finished.pid} {socket.gethostname()}\n")
+    assert try_claim(ledger) and claim_file(ledger).read_text() == f"{os.getpid()} {socket.gethostname()}\n"
+
+    claim_file(ledger).write_text(f"{finished.pid} another-machine\n")  # cannot tell: respected
+    assert not try_claim(ledger)
+    claim_file(ledger).write_text("")  # a process killed between creating and writing it ...
+    assert not try_claim(ledger)
+    old = time.time() - 2 * STALE_CLAIM_S
+    os.utime(claim_file(ledger), (old, old))  # ... a while ago
+    assert try_claim(ledger)
+    assert sorted(p.name for p in ledger.parent.iterdir()) == ["face.png.claim"]
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1", OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, str(ROOT / "sample.py"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_two_processes_on_one_folder_restore_each_file_once(tmp_path, face_paths, model_dir):
+    lq, out = tmp_path / "faces", tmp_path / "out"
+    lq.mkdir()
+    for path in face_paths[:4]:
+        shutil.copy(path, lq / path.name)
+    args = ["--lq", str(lq), "--out", str(out), "--model", str(model_dir), "--aligned", *FAST[:-1], "--verbose"]
+    runs = [start_cli(*args) for _ in range(2)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+
+    restored = [line.split(": ")[0] for out_, _ in outputs for line in out_.splitlines()
+                if line.endswith(": aligned, 1 face(s)")]
+    assert sorted(restored) == sorted(p.name for p in face_paths[:4])  # each file once, by one process
+    summaries = [line for out_, _ in outputs for line in out_.splitlines() if line.startswith(f"{out}: done")]
+    assert len(summaries) == 2 and all("failed 0" in line for line in summaries), summaries
+    assert len(list(out.glob("*.webp"))) == 4 and not list((out / LEDGER).glob("*.claim"))
