@@ -46,7 +46,7 @@ EPILOG = """exit status: 0 every image restored or skipped; 1 an image failed, o
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diffrestore", description=DESCRIPTION, epilog=EPILOG,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="diffrestore", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--version", action="version", version=f"diffrestore {__version__}")
     p.add_argument("--lq", required=True, type=Path, help="an image file or a folder of images (recursive)")
