@@ -13,14 +13,13 @@ with --processes too (diffrestore/training/launch.py says why accelerate launch 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from pathlib import Path
 
 from diffrestore.config import ConfigError, load_config
 from diffrestore.training import TrainConfig, Trainer
-from diffrestore.training.launch import STATUS_FILE_ENV, is_main_process, launch, report_status
+from diffrestore.training.launch import is_main_process, launch, launched, report_status
 from diffrestore.training.stages import STAGES
 
 EXIT_INTERRUPTED = 130
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from diffrestore.training.trainer import TrainingInterrupted
 
     args = parse_args(argv)
-    if args.processes is not None and STATUS_FILE_ENV not in os.environ:
+    if args.processes is not None and not launched():
         if args.processes < 1:
             return fail(f"error: --processes {args.processes}: must be at least 1", 2)
         return launch(Path(__file__).resolve(), list(sys.argv[1:] if argv is None else argv), args.processes)

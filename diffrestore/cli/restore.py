@@ -47,7 +47,7 @@ from .progress import Progress, Summary, gather_summaries, join_processes
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-UNRECORDED = ("overwrite", "device", "batch_size", "compile")  # speed and placement: the files are the same
+UNRECORDED = ("overwrite", "device", "batch_size", "compile")  # how fast and where, not what is asked for
 
 
 def output_options(options: RestoreOptions, settings: OutputSettings) -> dict:
@@ -59,7 +59,8 @@ def output_options(options: RestoreOptions, settings: OutputSettings) -> dict:
 
 @dataclass
 class Run:
-    """One process's run: the options, what they record, and when it started (for --overwrite shared)."""
+    """One process's run: its options, what they record, and when it started (under --overwrite, an output
+    finished since then is another process's, started on the same folder with it)."""
 
     options: RestoreOptions
     settings: OutputSettings

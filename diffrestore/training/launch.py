@@ -20,6 +20,11 @@ from typing import Sequence
 STATUS_FILE_ENV = "DIFFRESTORE_TRAIN_STATUS_FILE"
 
 
+def launched() -> bool:
+    """This process is a worker of a launcher (this one or accelerate's): it trains, it does not launch."""
+    return any(name in os.environ for name in (STATUS_FILE_ENV, "LOCAL_RANK", "ACCELERATE_MIXED_PRECISION"))
+
+
 def is_main_process() -> bool:
     """Before the Accelerator exists: rank 0 of a launch, or no launch."""
     return os.environ.get("RANK", "0") == "0"
