@@ -103,6 +103,7 @@ def test_a_rerun_skips_only_what_this_image_made_with_these_options(tmp_path, fa
 
     assert cli.main([*args, "--overwrite"]) == 0
     assert "done 3 (3 faces)" in capsys.readouterr().out
+    os.utime(lq / first, (1e9, 1e9))  # touched, or copied without its time: the same content still counts
     assert cli.main(args) == 0
     assert "done 0 (0 faces), skipped 3" in capsys.readouterr().out
 

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from ..io import ALPHA_FORMATS, DEFAULT_QUALITY, IMAGE_EXTENSIONS, ImageExtras, list_images, save_image
-from ..pipeline.checksums import file_sha256
 from ..pipeline.restore import Restoration, comparison_image
-from .ledger import Record, new_record, read_record, write_record
+from .ledger import Record, made_from, new_record, read_record, write_record
 
 OUTPUT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 LEDGER = ".diffrestore"  # hidden folder of the outputs' records and claims (list_images skips it)
@@ -248,7 +247,7 @@ def own_record(job: Job, options: dict) -> tuple[Optional[Record], bool]:
     record = read_record(job.ledger)
     if record is None or record.input != job.key or record.options != options:
         return record, False
-    return record, record.input_sha256 == file_sha256(job.source)
+    return record, made_from(record, job.source)
 
 
 def finished_output(job: Job, options: dict, since: Optional[float] = None) -> bool:

@@ -32,6 +32,7 @@ class Record:
     input_sha256: str
     options: dict
     files: list[str]
+    input_stat: tuple[int, int] = (0, 0)  # size and mtime_ns: where they match, the hash is not recomputed
     finished: Optional[float] = None
 
     def produced_by(self, other: "Record") -> bool:
@@ -54,9 +55,20 @@ def claim_file(ledger: Path) -> Path:
     return ledger.with_name(ledger.name + ".claim")
 
 
+def file_stat(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
 def new_record(key: str, source: Path, options: dict, files: list[Path]) -> Record:
     """The record of restoring ``source`` with ``options`` (JSON-normalised, as a read record has them)."""
-    return Record(key, file_sha256(source), json.loads(json.dumps(options)), [p.name for p in files])
+    return Record(key, file_sha256(source), json.loads(json.dumps(options)), [p.name for p in files],
+                  file_stat(source))
+
+
+def made_from(record: Record, source: Path) -> bool:
+    """``record`` was made from this content of ``source`` (hashed only where size or mtime changed)."""
+    return tuple(record.input_stat) == file_stat(source) or record.input_sha256 == file_sha256(source)
 
 
 def read_record(ledger: Path) -> Optional[Record]:
