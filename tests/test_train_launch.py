@@ -4,6 +4,7 @@ would add its traceback and exit 1 (diffrestore/training/launch.py)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from diffrestore.training import launch
 
-from train_helpers import REPO, reset_accelerate, write_config
+from train_helpers import REPO, reset_accelerate, subprocess_env, write_config
 
 sys.path.insert(0, str(REPO))
 import train  # noqa: E402  (the script, imported for its main)
@@ -57,3 +58,15 @@ def test_the_launch_command_is_quiet_and_complete():
     for flag in ("--num_processes", "--num_machines", "--mixed_precision", "--dynamo_backend",
                  "--num_cpu_threads_per_process"):
         assert flag in command
+
+
+@pytest.mark.slow
+def test_launched_the_user_sees_the_one_line_and_exit_2(missing_data, tmp_path, capsys):
+    """The real thing: train.py --processes 1 starts accelerate launch, whose worker fails before training."""
+    assert train.main(missing_data) == 2
+    alone = capsys.readouterr().err
+    env = subprocess_env()
+    env.pop(launch.STATUS_FILE_ENV, None)
+    run = subprocess.run([sys.executable, str(REPO / "train.py"), "--processes", "1", *missing_data],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert (run.returncode, run.stderr, run.stdout) == (2, alone, "")
