@@ -108,10 +108,10 @@ def describe_error(err: OmegaConfBaseException, base: DictConfig) -> str:
     """OmegaConf's error in the user's terms: the key, the value given and what is accepted."""
     key = getattr(err, "full_key", None)
     first_line = (getattr(err, "msg", None) or str(err)).splitlines()[0]
-    schema = OmegaConf.get_type(base)
-    hint = field_type(schema, key) if key else None
     if not key:
         return first_line
+    schema = OmegaConf.get_type(base)
+    hint = field_type(schema, key)
     if isinstance(err, ConfigKeyError):
         owner = field_type(schema, key.rpartition(".")[0]) if "." in key else schema
         where = f" of {owner.__name__}" if dataclasses.is_dataclass(owner) else ""
@@ -123,6 +123,10 @@ def describe_error(err: OmegaConfBaseException, base: DictConfig) -> str:
     return f"config key '{key}': must be {kind_of(hint)} (got {plain(getattr(err, 'value', None))!r}{example})"
 
 
+def blame(source: str) -> str:
+    return f"{source}: " if source else ""
+
+
 def merge_layers(base: DictConfig, layers: Sequence[Any], source: str) -> DictConfig:
     """``layers`` (dicts, DictConfigs, ``key=value`` lists) merged onto ``base``; errors blame ``source``."""
     nodes = []
@@ -130,13 +134,13 @@ def merge_layers(base: DictConfig, layers: Sequence[Any], source: str) -> DictCo
         if isinstance(layer, (list, tuple)):
             bad = [item for item in layer if "=" not in item]
             if bad:
-                raise ConfigError(f"{source + ': ' if source else ''}override {bad[0]!r} is not of the form key=value")
+                raise ConfigError(f"{blame(source)}override {bad[0]!r} is not of the form key=value")
             layer = OmegaConf.from_dotlist(list(layer))
         nodes.append(layer)
     try:
         return OmegaConf.merge(base, *nodes)
     except OmegaConfBaseException as err:
-        raise ConfigError((f"{source}: " if source else "") + describe_error(err, base)) from err
+        raise ConfigError(blame(source) + describe_error(err, base)) from err
 
 
 def complete(cfg: DictConfig, source: str) -> DictConfig:
@@ -144,8 +148,7 @@ def complete(cfg: DictConfig, source: str) -> DictConfig:
     try:
         OmegaConf.to_container(cfg, throw_on_missing=True)
     except OmegaConfBaseException as err:
-        raise ConfigError((f"{source}: " if source else "") + f"config key '{err.full_key}': missing a value") \
-            from err
+        raise ConfigError(f"{blame(source)}config key '{err.full_key}': missing a value") from err
     return cfg
 
 

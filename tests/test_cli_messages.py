@@ -18,8 +18,8 @@ from train_helpers import REPO, reset_accelerate, write_config
 sys.path.insert(0, str(REPO))
 import train  # noqa: E402  (the script, imported for its main)
 
-CLI_SOURCES = [REPO / "train.py", *sorted((REPO / "diffrestore").rglob("*.py")), *sorted((REPO / "scripts").glob("*.py")),
-               *sorted((REPO / "benchmarks").glob("*.py"))]
+CLI_SOURCES = [REPO / "train.py", *sorted((REPO / "diffrestore").rglob("*.py")),
+               *sorted((REPO / "scripts").glob("*.py")), *sorted((REPO / "benchmarks").glob("*.py"))]
 
 
 def parsers_without_allow_abbrev_off(path: Path) -> list[int]:
@@ -64,7 +64,8 @@ def config(tmp_path) -> Path:
 
 @pytest.mark.parametrize("override, message", [
     ("optim.lr=abc", "error: command line: config key 'optim.lr': must be a number (got 'abc'; e.g. 0.0002)"),
-    ("optim.lrr=1", "error: command line: config key 'optim.lrr': not a setting of OptimConfig; did you mean optim.lr?"),
+    ("optim.lrr=1",
+     "error: command line: config key 'optim.lrr': not a setting of OptimConfig; did you mean optim.lr?"),
     ("max_steps", "error: command line: override 'max_steps' is not of the form key=value"),
 ])
 def test_train_blames_the_command_line_for_an_override(override, message, config, capsys):

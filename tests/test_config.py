@@ -115,7 +115,8 @@ def test_merge_config_and_check_kwargs():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("optim.betas=0.9", "command line: config key 'optim.betas': must be a list of numbers (got 0.9; e.g. [0.9, 0.999])"),
+    ("optim.betas=0.9",
+     "command line: config key 'optim.betas': must be a list of numbers (got 0.9; e.g. [0.9, 0.999])"),
     ("optim.betas=[0.9,x]", "command line: config key 'optim.betas[1]': must be a number (got 'x')"),
     ("steps=many", "command line: config key 'steps': must be an integer (got 'many'; e.g. 3)"),
     ("flip=maybe", "command line: config key 'flip': must be true or false (got 'maybe'; e.g. True)"),

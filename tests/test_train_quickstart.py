@@ -27,7 +27,7 @@ def test_the_default_configs_log_without_tensorboard(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard"
                         else real_find_spec(name, *a))
     cfg = load_config(REPO / "configs/train/quickstart.yaml", TrainConfig, ["log_with=tensorboard"])
-    with pytest.raises(ConfigError, match=r"'log_with': tensorboard is not installed \(pip install -e \"\.\[train\]\"\)"):
+    with pytest.raises(ConfigError, match=r"'log_with': tensorboard is not installed \(pip install -e \"\.\[train\]\""):
         check_config(cfg)
 
 

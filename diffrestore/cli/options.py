@@ -40,7 +40,8 @@ DESCRIPTION = """Restore the faces in photos: diffrestore --lq photos/ [--out DI
 
 --lq is an image or a folder (every image under it). Results go to --out (default <input>_restored beside
 the input) with the same relative paths; an output this image made with these options is skipped unless
---overwrite, so a rerun resumes (another file there is kept and reported). Options come from a preset (--preset or --config), then the flags, then key=value overrides."""
+--overwrite, so a rerun resumes (another file there is kept and reported). Options come from a preset
+(--preset or --config), then the flags, then key=value overrides."""
 EPILOG = """exit status: 0 every image restored or skipped; 1 an image failed, or no image;
 2 a bad argument (one line naming it); 130 interrupted (finished files are kept, a rerun resumes)"""
 

@@ -7,9 +7,10 @@ is planned before any work, and a clash between two of them or with an input is 
 ``<out>/.diffrestore/`` holds a record per output (which input, by content, and which options made it,
 ``cli/ledger.py``): an output whose record matches is skipped unless ``--overwrite``, so an interrupted
 run resumes where it stopped; an existing file without a matching record is reported as failed and kept.
-Processes started on one ``--out`` share the work through a claim per output. The temporary files of a save killed earlier (``.NAME.XXXXXXXX.tmp``, over a
-minute old) are removed at start. Images are aligned faces or whole photos: ``--aligned`` / ``--whole``
-force the mode; by default each image is classified on its own (see ``diffrestore.restore``).
+Processes started on one ``--out`` share the work through a claim per output. The temporary files of a
+save killed earlier (``.NAME.XXXXXXXX.tmp``, over a minute old) are removed at start. Images are aligned
+faces or whole photos: ``--aligned`` / ``--whole`` force the mode; by default each image is classified on
+its own (see ``diffrestore.restore``).
 Aligned faces come back at their own size, whole photos at theirs, both times ``--upscale``.
 
 Options come from a preset (``--preset NAME``, a file of ``diffrestore/presets``, which
