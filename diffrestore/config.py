@@ -67,7 +67,10 @@ def field_type(schema: Any, key: str) -> Any:
     for part in re.sub(r"\[\d+\]", "", key).split("."):
         if not dataclasses.is_dataclass(hint):
             return None
-        hint = typing.get_type_hints(hint).get(part)
+        try:
+            hint = typing.get_type_hints(hint).get(part)
+        except (NameError, TypeError):  # an annotation that does not resolve: say less, never fail here
+            return None
     if key.endswith("]") and typing.get_origin(hint) in (list, tuple):
         return typing.get_args(hint)[0]
     return hint
