@@ -77,7 +77,7 @@ def run_sweep(config: str | Path, out: str | Path | None = None, overrides: Sequ
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="diffrestore-sweep", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="diffrestore-sweep", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("config", help="a sweep config (configs/ablations/*.yaml)")
     parser.add_argument("--out", help="output folder (default runs/ablations/<name>)")
