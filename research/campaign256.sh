@@ -246,7 +246,8 @@ x)
       --mask $INIT/mask --model-config configs/model/celebahq256.yaml --out $M/$name --overwrite "$@" \
       > $RUNS/x_assemble_$name.log 2>&1 || tail -3 $RUNS/x_assemble_$name.log
   }
-  assemble bundled $INIT/vqgan --irn $RUNS/irn_sface/export/irn
+  IRN=$RUNS/irn_sface/export/irn  # from w; without it the rows guided towards an IRN are left out
+  assemble bundled $INIT/vqgan $([ -d $IRN ] && echo --irn $IRN)
   assemble vqp_gan $RUNS/vqp_gan/export/vqgan
   assemble vqp_l1 $RUNS/vqp_l1/export/vqgan
   [ -d $T ] || entry diffrestore.evaluation.testset --hq $DATA/val --out $T --resolution 256 \
@@ -269,11 +270,11 @@ x)
   row bundled bundled
   row vqp_gan vqp_gan
   row vqp_l1 vqp_l1
-  row sface_irn bundled --guidance 0.5 guidance_network=sface guidance_target=irn
+  [ -d $IRN ] && row sface_irn bundled --guidance 0.5 guidance_network=sface guidance_target=irn
   row backbone bundled --fidelity 1
   row sface_backbone bundled --guidance 0.5 guidance_network=sface guidance_target=backbone
-  row sface_irn_1 bundled --guidance 1.0 guidance_network=sface guidance_target=irn
-  row sface_irn_025 bundled --guidance 0.25 guidance_network=sface guidance_target=irn
+  [ -d $IRN ] && row sface_irn_1 bundled --guidance 1.0 guidance_network=sface guidance_target=irn
+  [ -d $IRN ] && row sface_irn_025 bundled --guidance 0.25 guidance_network=sface guidance_target=irn
   python3 scripts/evaluation_table.py --paired $(for row in lq backbone bundled vqp_gan vqp_l1 sface_irn sface_backbone \
     sface_irn_1 sface_irn_025; do [ -f $E/$row/per_image.csv ] && echo "$row=$E/$row"; done) > $OUT/x_table.md 2>&1
   cat $OUT/x_table.md
