@@ -31,6 +31,7 @@ from ..config import ConfigError
 from ..io import IMAGE_EXTENSIONS, ImageLoadError, load_image_with_extras
 from ..pipeline.options import RestoreOptions
 from ..pipeline.pipeline_diffrestore import model_folder
+from .folder import restore_pipelined
 from .files import (Job, OutputSettings, UsageError, check_input, check_output_folder, default_out, extras_notes,
                     ignored_files, interrupts_deferred, plan_jobs, remove_stale_temporaries, write_outputs)
 from .options import build_options, check_options, parse_args
@@ -88,15 +89,21 @@ def images_per_chunk(restorer, options: RestoreOptions) -> int:
 
 
 def restore_jobs(jobs: Sequence[Job], options: RestoreOptions, settings: OutputSettings, summary: Summary,
-                 progress: Progress) -> None:
-    """Restore ``jobs`` (none skipped), recording each in ``summary``."""
-    from ..pipeline.restore import FaceRestorer
+                 progress: Progress, prefetch: Optional[int] = None) -> None:
+    """Restore ``jobs`` (none skipped), recording each in ``summary``: ``prefetch`` images read ahead while the
+    model runs (None: two calls' worth; 0: the sequential loop, one chunk read, restored, written at a time)."""
+    from ..pipeline.restore import FaceRestorer, resolve_device, set_threads
 
+    set_threads(options.threads, resolve_device(options.device))
     try:
         restorer = FaceRestorer.from_options(options)
     except (OSError, ValueError) as err:  # the folder passed check_options: its weights are broken
         raise UsageError(f"--model {model_folder(options.model)}: cannot be loaded ({err})") from err
     step = images_per_chunk(restorer, options)
+    if prefetch != 0:
+        prefetch = 2 * step if prefetch is None else prefetch
+        restore_pipelined(restorer, jobs, options.aligned, settings, summary, progress, step, prefetch)
+        return
     for start in range(0, len(jobs), step):
         restore_chunk(restorer, jobs[start:start + step], options, settings, summary, progress)
 
@@ -107,6 +114,8 @@ def prepare(args: argparse.Namespace) -> tuple[RestoreOptions, Path, list[Job]]:
     check_options(options)
     if not 1 <= args.quality <= 100:
         raise UsageError(f"--quality {args.quality}: must be in 1..100")
+    if args.prefetch is not None and args.prefetch < 0:
+        raise UsageError(f"--prefetch {args.prefetch}: must be >= 0 (0: no reading ahead)")
     if Path(args.suffix).name != args.suffix:
         raise UsageError(f"--suffix {args.suffix!r}: must not contain a path separator")
     check_input(args.lq)
@@ -152,7 +161,7 @@ def restore_all(args: argparse.Namespace, options: RestoreOptions, out: Path, jo
     progress = Progress(len(todo), args.quiet, args.verbose, enabled=processes.is_main)
     try:
         if todo:
-            restore_jobs(todo, options, settings, summary, progress)
+            restore_jobs(todo, options, settings, summary, progress, args.prefetch)
     except KeyboardInterrupt:
         progress.close()
         summary.left = len(todo) - len(summary.done) - len(summary.failed)
