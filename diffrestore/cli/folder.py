@@ -1,7 +1,7 @@
 """The folder loop that keeps the device busy (issue 31): the next images are read and prepared (decoded,
 detected, aligned) on reader threads, the faces of several images go through the model together (up to
-``batch_size`` faces a call), and the results are encoded and written on writer threads, so that the
-main thread only runs the model.
+``batch_size`` faces a call), and the images are put back together, encoded and written on writer threads,
+so that the main thread only runs the model.
 
 Semantics as the sequential loop of ``cli.restore``: every file is recorded once, in the order of the
 jobs; a file that cannot be read, restored or written fails alone; on Ctrl-C the images already
@@ -14,6 +14,7 @@ from functools import partial
 from typing import Optional, Sequence
 
 from PIL import Image
+from torch import Tensor
 
 from ..io import ImageExtras, ImageLoadError, load_image_with_extras
 from ..pipeline.restore import FaceRestorer, PreparedImage, Restoration
@@ -51,6 +52,15 @@ def load_failure(job: Job, err: BaseException) -> str:
     if isinstance(err, (ImageLoadError, OSError)):
         return str(err).removeprefix(f"{job.source}: ")
     return f"{type(err).__name__}: {err}"  # preparing it failed (e.g. a pipeline without a face template)
+
+
+def finish_job(restorer: FaceRestorer, loaded: Loaded, faces: Optional[Tensor], settings: OutputSettings) -> Outcome:
+    """The image put back together and written: on a writer thread, beside the model's next call."""
+    try:
+        result = restorer.assemble(loaded.prepared, faces)
+    except Exception as err:  # noqa: BLE001 - a file that cannot be put back together fails alone
+        return Outcome(loaded.job, failure=f"{type(err).__name__}: {err}")
+    return write_job(loaded, result, settings)
 
 
 def write_job(loaded: Loaded, result: Restoration, settings: OutputSettings) -> Outcome:
@@ -108,7 +118,7 @@ class FolderRun:
 
     def restore(self, group: Sequence[Loaded]) -> None:
         try:
-            results = self.restorer.restore_prepared([item.prepared for item in group])
+            restored = self.restorer.restore_faces_of([item.prepared for item in group])
         except Exception as err:  # noqa: BLE001 - isolate the file that breaks a batch, keep the others
             if len(group) == 1:
                 self.fail(group[0].job, f"{type(err).__name__}: {err}")
@@ -117,8 +127,8 @@ class FolderRun:
                 self.restore([item])
             return
         with interrupts_deferred():  # without writer threads the files are written here: each image whole
-            for item, result in zip(group, results):
-                self.writers.submit(write_job, item, result, self.settings)
+            for item, faces in zip(group, restored):
+                self.writers.submit(finish_job, self.restorer, item, faces, self.settings)
 
     def record_written(self, keep: Optional[int] = None) -> None:
         """Record the files written, in order; wait for the oldest while more than ``keep`` are pending

@@ -261,18 +261,23 @@ class FaceRestorer:
 
     def restore_prepared(self, prepared: Sequence[PreparedImage]) -> list[Restoration]:
         """The model on the faces of all ``prepared`` images together, then each image put back together."""
+        return [self.assemble(item, faces) for item, faces in zip(prepared, self.restore_faces_of(prepared))]
+
+    def restore_faces_of(self, prepared: Sequence[PreparedImage]) -> list[Optional[Tensor]]:
+        """The model on the faces of all ``prepared`` images together: each image's restored faces (None
+        for an image without any), float32 on the CPU."""
         with_faces = [item for item in prepared if item.faces is not None]
         keys = [key for item in with_faces for key in item.face_keys]
         restored = self._restore_faces(torch.cat([item.faces for item in with_faces]), keys) if with_faces else None
-        results, used = [], 0
+        faces, used = [], 0
         for item in prepared:
-            faces = restored[used:used + item.num_faces] if item.num_faces else None
+            faces.append(restored[used:used + item.num_faces] if item.num_faces else None)
             used += item.num_faces
-            results.append(self._assemble(item, faces))
-        return results
+        return faces
 
-    def _assemble(self, item: PreparedImage, faces: Optional[Tensor]) -> Restoration:
-        """The restored image of ``item`` from its restored ``faces``."""
+    def assemble(self, item: PreparedImage, faces: Optional[Tensor]) -> Restoration:
+        """The restored image of ``item`` from its restored ``faces`` (pasted back or resized, checked, grey
+        kept grey). Safe to call from several threads (the folder loop does it beside the model)."""
         if item.mode == "aligned":
             result = Restoration(tensor_to_pil(self._upscale_face(faces[0], item.photo.size)), 1, item.mode, item.note)
         else:
