@@ -4,9 +4,10 @@ and beside a second process that keeps one core busy (issue 31: the default thre
     python benchmarks/threads.py --lq ../shared/data/celebahq/val --faces 4 --threads 1,2 --repeats 3 --append
 
 Each run is a fresh process (start, model load, restoring, writing) over the same ``--faces`` aligned faces;
-thread counts alternate within a repeat so that drift in the machine's load hits them alike. Rows: the median
-(and the range) of wall seconds / faces, the load average seen before the runs, and the largest difference
-(in 1/255 levels) of the outputs from those of the first thread count.
+machine states and thread counts alternate within a repeat so that drift in the machine's load (other work
+on a shared machine) hits them alike. Rows: the median (and the range) of wall seconds / faces, the range of
+the load average seen before the runs, and the largest difference (in 1/255 levels) of the outputs from
+those of the first thread count (the last repeat's).
 """
 
 from __future__ import annotations
@@ -88,20 +89,23 @@ def main(argv: list[str] | None = None) -> int:
         lq.mkdir()
         for path in spread_subset(list_images(args.lq), args.faces):
             shutil.copy(path, lq / path.name)
-        for load in args.loads.split(","):
-            with cpu_load(load):
-                time.sleep(1)
-                load_average = os.getloadavg()[0]
-                seconds: dict[int, list[float]] = {n: [] for n in counts}
-                for _ in range(args.repeats):
+        loads = args.loads.split(",")
+        seconds = {(load, n): [] for load in loads for n in counts}
+        load_averages = {load: [] for load in loads}
+        for _ in range(args.repeats):  # machine states and thread counts alternate: drift hits them alike
+            for load in loads:
+                with cpu_load(load):
+                    time.sleep(1)
+                    load_averages[load].append(os.getloadavg()[0])
                     for n in counts:
-                        seconds[n].append(restore_seconds(lq, Path(tmp) / f"out{n}", n, args) / args.faces)
-                        print(load, n, f"{seconds[n][-1]:.2f} s per face", flush=True)
-            for n in counts:
-                rows.append({"machine": load, "threads": n, "s per face (median)": statistics.median(seconds[n]),
-                             "min": min(seconds[n]), "max": max(seconds[n]), "load avg (1 min) before": load_average,
-                             "max diff (levels) vs threads " + str(counts[0]):
-                                 largest_difference(Path(tmp) / f"out{counts[0]}", Path(tmp) / f"out{n}")})
+                        seconds[load, n].append(restore_seconds(lq, Path(tmp) / f"out{n}", n, args) / args.faces)
+                        print(load, n, f"{seconds[load, n][-1]:.2f} s per face", flush=True)
+        for (load, n), values in seconds.items():
+            rows.append({"machine": load, "threads": n, "s per face (median)": statistics.median(values),
+                         "min": min(values), "max": max(values),
+                         "load avg (1 min) seen": f"{min(load_averages[load]):.1f}-{max(load_averages[load]):.1f}",
+                         f"max diff (levels) vs threads {counts[0]}":
+                             largest_difference(Path(tmp) / f"out{counts[0]}", Path(tmp) / f"out{n}")})
     settings = (f"`diffrestore --aligned --device cpu --threads N` on {args.faces} faces of {args.lq} "
                 f"({args.model or 'bundled model'}, default preset {' '.join(args.extra)}), a fresh process per run "
                 f"(start and model load included), {args.repeats} repeats; loaded = `python -c '{BUSY_LOOP}'` beside; "
