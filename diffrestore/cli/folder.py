@@ -108,7 +108,8 @@ class FolderRun:
             self.flush()
 
     def fail(self, job: Job, failure: str) -> None:
-        self.writers.submit(Outcome, job, None, failure)  # through the writers: recorded in the jobs' order
+        self.flush()  # the images queued before it first, then it through the writers: records keep the jobs' order
+        self.writers.submit(Outcome, job, None, failure)
 
     def flush(self) -> None:
         group, self.group = self.group, []
