@@ -18,6 +18,8 @@ Rows, per folder:
   pipeline-only faces/s: the share of the time the model works (the GPU busy share, near enough); the last
   column compares the outputs with the first run's (the sequential loop's: the same faces and seeds).
 
+``--process`` adds the default command (its own batch size) in a fresh process, start and load included.
+
 Latency: one face (batch 1) per ``--latency-compile`` mode (none = eager; auto = CUDA graphs on a GPU), the
 first call (warm-up, compilation included) and the median of ``--repeats`` calls after it.
 A ``--model-config`` pipeline has random weights (saved to a temporary folder): speed does not depend on them.
@@ -28,8 +30,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--whole-count", type=int, default=100, help="whole photos (0: skip)")
     p.add_argument("--prefetch", default="0,default", help="comma-separated --prefetch values (default: the CLI's)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--process", action="store_true",
+                   help="also time the whole default command a user types (`diffrestore --lq DIR --aligned|--whole`, "
+                        "its own batch size) as a fresh process, start and model load included")
     p.add_argument("--device", default="auto")
     p.add_argument("--latency-compile", default="none",
                    help="comma-separated compile modes of the one-face rows (none: eager; auto; reduce-overhead; "
@@ -127,10 +134,9 @@ def command(folder: Path, out: Path, model: str, options: RestoreOptions, aligne
     with contextlib.redirect_stdout(printed):
         status = cli.main(argv)
     seconds = time.perf_counter() - tic
-    summary = next((line for line in printed.getvalue().splitlines() if line.startswith(f"{out}: ")), "")
     if status != 0:  # reported, not fatal: random weights can make a face the failure check refuses
         print(f"diffrestore {' '.join(argv)} exited {status}:\n{printed.getvalue()[-2000:]}", flush=True)
-    return seconds, summary.removeprefix(f"{out}: ")
+    return seconds, summary_of(printed.getvalue(), out)
 
 
 def folder_rows(folder: Path, aligned: bool, model: str, options: RestoreOptions, args: argparse.Namespace,
@@ -150,9 +156,32 @@ def folder_rows(folder: Path, aligned: bool, model: str, options: RestoreOptions
                      "load s": load, "s": seconds, "images/s": base["images"] / loop, "faces/s": base["faces"] / loop,
                      "ratio": base["faces"] / loop / base["faces/s"],
                      "max diff (levels) vs first run": largest_difference(outs[0], outs[-1]),
-                     "summary": re.sub(r", skipped .*\), ", ", ", summary)})
+                     "summary": summary})
         print(rows[-1], flush=True)
+    if args.process:
+        rows.append(process_row(folder, tmp / f"out_{folder.name}_process", model, options, aligned, args.overrides,
+                                base))
     return [{"folder": "aligned" if aligned else "whole", **row} for row in rows]
+
+
+def process_row(folder: Path, out: Path, model: str, options: RestoreOptions, aligned: bool, overrides: list[str],
+                base: dict) -> dict:
+    """The default command as a fresh process: its wall time, start and model load included."""
+    argv = [sys.executable, str(ROOT / "sample.py"), "--lq", str(folder), "--out", str(out), "--model", model,
+            "--device", options.device, "--aligned" if aligned else "--whole", "--quiet", *overrides]
+    tic = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    seconds = time.perf_counter() - tic
+    return {"run": "default command, own process", "images": base["images"], "faces": base["faces"], "load s": None,
+            "s": seconds, "images/s": base["images"] / seconds, "faces/s": base["faces"] / seconds,
+            "ratio": base["faces"] / seconds / base["faces/s"], "max diff (levels) vs first run": None,
+            "summary": summary_of(done.stdout, out) or f"exit {done.returncode}: {done.stderr[-300:]}"}
+
+
+def summary_of(printed: str, out: Path) -> str:
+    """The command's summary line, shortened: ``done N (F faces), failed K``."""
+    line = next((line for line in printed.splitlines() if line.startswith(f"{out}: ")), "")
+    return re.sub(r", skipped .*\), ", ", ", line.removeprefix(f"{out}: "))
 
 
 def latency_rows(folder: Path, options: RestoreOptions, args: argparse.Namespace) -> list[dict]:

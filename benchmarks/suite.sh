@@ -73,7 +73,7 @@ speed)  # issue 31 in one call: 324 aligned 512-px faces and 100 whole photos th
         # and under CUDA graphs (warm-up stated); the batched pipeline at 256 under CUDA graphs
   M256="--model-config configs/model/celebahq256.yaml"
   $PY benchmarks/folder.py --append --results $RESULTS $M256 --device cuda --batch-size ${BATCH:-64} \
-    --aligned-count 324 --whole-count 100 --whole-lq ${WHOLE:-tests/assets/whole} --latency-compile none,auto
+    --aligned-count 324 --whole-count 100 --whole-lq ${WHOLE:-tests/assets/whole} --latency-compile none,auto --process
   $S $M256 --batch-sizes 256 --compile reduce-overhead
   ;;
 folder-cpu)  # the bundled model, 8 aligned faces and 2 whole photos, one face a call (the command's CPU chunk)
