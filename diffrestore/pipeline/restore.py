@@ -16,6 +16,11 @@ face when it is square and MTCNN finds either no face (too degraded to detect) o
 whose landmarks already sit on the model's template (scaled to the image size) within a tolerance;
 otherwise it is a whole photo. Force a mode with ``aligned=True`` / ``False`` (``--aligned`` / ``--whole``).
 
+``restore_photos`` is three steps that a folder loop runs on different threads (``cli.folder``): ``prepare``
+(detect and align one image), ``restore_faces_of`` (the model on the faces of several prepared images) and
+``assemble`` (paste back or resize one image). Under CUDA graphs (``compile`` reduce-overhead, or auto on
+CUDA) every model call is padded to a power of two faces (at most ``batch_size``), so that few shapes are captured.
+
 Every face gets its own random generator seeded from ``seed`` and a key (the file's relative path and
 the face's index), so a face's result does not depend on the batch it was restored in, on the order
 of the files, or on whether an interrupted run was resumed. (Bit for bit on the CPU; on CUDA, batch
@@ -101,8 +106,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-# benchmarks/RESULTS.md ("CPU threads"): on the 2-core machine one thread was as fast as two idle and
-# several times faster while another process loaded the CPU
+# benchmarks/RESULTS.md ("Issue 31: CPU threads"): on the 2-core machine two threads were 10-16 % slower than
+# one unless a single-threaded busy loop ran beside (then 8-10 % faster); one leaves a core to the folder
+# loop's reader and writer threads
 DEFAULT_CPU_THREADS = 1
 
 
