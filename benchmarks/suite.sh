@@ -74,7 +74,7 @@ speed)  # issue 31 in one call: 324 aligned 512-px faces and 100 whole photos th
   M256="--model-config configs/model/celebahq256.yaml"
   $PY benchmarks/folder.py --append --results $RESULTS $M256 --device cuda --batch-size ${BATCH:-64} \
     --aligned-count 324 --whole-count 100 --whole-lq ${WHOLE:-tests/assets/whole} --latency-compile none,auto --process
-  $S $M256 --batch-sizes 256 --compile reduce-overhead
+  $S $M256 --batch-sizes 1,256 --compile reduce-overhead ${PROFILE:+--profile $PROFILE}  # PROFILE=DIR: operator tables
   ;;
 folder-cpu)  # the bundled model, 8 aligned faces and 2 whole photos, one face a call (the command's CPU chunk)
   $PY benchmarks/folder.py --append --results $RESULTS --device cpu --batch-size 1 --aligned-count 8 --whole-count 2 \
