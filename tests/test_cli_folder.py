@@ -179,12 +179,8 @@ def test_compile_auto_is_eager_on_the_cpu_and_threads_apply(model_dir):
     restorer = restorer_of(model_dir, compile="auto")
     assert not restorer.fixed_shapes and restorer.pipeline.unet.__dict__.get("_compiled_call_impl") is None
     assert RestoreOptions(threads=0).problems()[0][0] == "threads"
-    before = torch.get_num_threads()
-    try:
-        set_threads(1, torch.device("cuda"))
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    set_threads(1, torch.device("cuda"))  # an explicit count applies on any device (conftest restores it)
+    assert torch.get_num_threads() == 1
 
 
 def test_prefetch_and_threads_are_checked_up_front(model_dir, face_paths, tmp_path, capsys):
@@ -193,3 +189,11 @@ def test_prefetch_and_threads_are_checked_up_front(model_dir, face_paths, tmp_pa
     assert "--prefetch -1: must be >= 0" in capsys.readouterr().err
     assert cli.main(["--lq", str(lq), "--model", str(model_dir), *FAST, "--threads", "0"]) == 2
     assert "--threads 0: must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, expected", [([], 1), (["--threads", "2"], 2)])
+def test_the_command_sets_torchs_threads(flag, expected, model_dir, face_paths, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    assert cli.main(["--lq", str(face_paths[0]), "--out", str(tmp_path), "--model", str(model_dir), *FAST, *flag]) == 0
+    assert seen == [expected]  # on the CPU: DEFAULT_CPU_THREADS unless told
