@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from PIL import Image
 from diffrestore.cli import restore as cli
 from diffrestore.cli.background import OrderedPool, prefetched
 from diffrestore.cli.files import OutputSettings, plan_jobs
-from diffrestore.cli.folder import restore_pipelined
+from diffrestore.cli.folder import FileHooks, restore_pipelined, write_files
 from diffrestore.cli.progress import Progress, Summary
 from diffrestore.pipeline.options import RestoreOptions
 from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
@@ -106,13 +107,13 @@ def restorer_of(model_dir: Path, **settings) -> FaceRestorer:
 
 
 def run_pipelined(restorer: FaceRestorer, lq: Path, out: Path, faces_per_call: int, workers: int,
-                  summary: Summary | None = None) -> Summary:
+                  summary: Summary | None = None, **hooks) -> Summary:
     summary = summary if summary is not None else Summary()
     out.mkdir(exist_ok=True)
     jobs = [job for job in plan_jobs(lq, out, "png") if not job.target.exists()]
     progress = Progress(len(jobs), quiet=True, verbose=False)
-    restore_pipelined(restorer, jobs, None, OutputSettings("png"), summary, progress, faces_per_call, prefetch=4,
-                      workers=workers)
+    restore_pipelined(restorer, jobs, None, FileHooks(partial(write_files, OutputSettings("png")), **hooks), summary,
+                      progress, faces_per_call, prefetch=4, workers=workers)
     return summary
 
 
@@ -148,11 +149,14 @@ def test_ctrl_c_writes_what_is_restored_and_a_rerun_resumes(model_dir, face_path
         return real(items)
 
     monkeypatch.setattr(restorer, "restore_faces_of", interrupted_third)
-    summary = Summary()
+    summary, taken, released = Summary(), [], []
     with pytest.raises(KeyboardInterrupt):
-        run_pipelined(restorer, lq, tmp_path / "out", 1, workers=2, summary=summary)
+        run_pipelined(restorer, lq, tmp_path / "out", 1, workers=2, summary=summary,
+                      take=lambda job: taken.append(job.key) or "23_" not in job.key, release=released.append)
+    assert len(taken) == 6 and sorted(job.key for job in released) == sorted(key for key in taken if "23_" not in key)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(summary.done) == 2 and written == sorted(f"{Path(p).stem}.png" for p in summary.done)  # no temporary
+    assert not any("23_" in name for name in written)  # another process's job: left alone
     monkeypatch.setattr(restorer, "restore_faces_of", real)
     assert len(run_pipelined(restorer, lq, tmp_path / "out", 1, workers=2).done) == 4
     assert len(list((tmp_path / "out").iterdir())) == 6

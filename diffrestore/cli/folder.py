@@ -5,13 +5,14 @@ so that the main thread only runs the model.
 
 Semantics as the sequential loop of ``cli.restore``: every file is recorded once, in the order of the
 jobs; a file that cannot be read, restored or written fails alone; on Ctrl-C the images already
-restored are still written (and counted done), the others are left for a rerun."""
+restored are still written (and counted done), the others are left for a rerun. What the files are
+called, how they are written and which process takes which job is the command's (``FileHooks``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from PIL import Image
 from torch import Tensor
@@ -21,6 +22,23 @@ from ..pipeline.restore import FaceRestorer, PreparedImage, Restoration
 from .background import OrderedPool, io_workers, prefetched
 from .files import Job, OutputSettings, extras_notes, interrupts_deferred, write_outputs
 from .progress import Progress, Summary
+
+
+def write_files(settings: OutputSettings, job: Job, image: Image.Image, extras: ImageExtras,
+                result: Restoration) -> list[str]:
+    """An image's files as ``settings`` say (raises OSError / ValueError); the notes for the summary."""
+    notes: list[tuple[str, str]] = []
+    write_outputs(job, image, extras, result, settings, notes)
+    return [note for _, note in notes] + [note for note in [result.note, *extras_notes(extras, job.target)] if note]
+
+
+@dataclass
+class FileHooks:
+    """What the loop asks of the command about files; it knows nothing of names, records or claims."""
+
+    write: Callable[[Job, Image.Image, ImageExtras, Restoration], list[str]]  # e.g. partial(write_files, settings)
+    take: Callable[[Job], bool] = lambda job: True  # before reading a job: False leaves it (another process's)
+    release: Callable[[Job], None] = lambda job: None  # a taken job once recorded, or dropped by Ctrl-C
 
 
 @dataclass
@@ -54,26 +72,20 @@ def load_failure(job: Job, err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"  # preparing it failed (e.g. a pipeline without a face template)
 
 
-def finish_job(restorer: FaceRestorer, loaded: Loaded, faces: Optional[Tensor], settings: OutputSettings) -> Outcome:
+def finish_job(restorer: FaceRestorer, loaded: Loaded, faces: Optional[Tensor], hooks: FileHooks) -> Outcome:
     """The image put back together and written: on a writer thread, beside the model's next call."""
+    job = loaded.job
     try:
         result = restorer.assemble(loaded.prepared, faces)
     except Exception as err:  # noqa: BLE001 - a file that cannot be put back together fails alone
-        return Outcome(loaded.job, failure=f"{type(err).__name__}: {err}")
-    return write_job(loaded, result, settings)
-
-
-def write_job(loaded: Loaded, result: Restoration, settings: OutputSettings) -> Outcome:
-    job = loaded.job
+        return Outcome(job, failure=f"{type(err).__name__}: {err}")
     if result.failure:
         return Outcome(job, failure=result.failure)
-    notes: list[tuple[str, str]] = []
     try:
-        write_outputs(job, loaded.image, loaded.extras, result, settings, notes)
+        notes = hooks.write(job, loaded.image, loaded.extras, result)
     except (OSError, ValueError) as err:
         return Outcome(job, failure=str(err))
-    return Outcome(job, result, notes=[note for _, note in notes] + [
-        note for note in [result.note, *extras_notes(loaded.extras, job.target)] if note])
+    return Outcome(job, result, notes=notes)
 
 
 def record(outcome: Outcome, summary: Summary, progress: Progress) -> None:
@@ -91,12 +103,25 @@ def record(outcome: Outcome, summary: Summary, progress: Progress) -> None:
 class FolderRun:
     """One pass over the jobs: the reader and writer pools and the group of images waiting for the model."""
 
-    def __init__(self, restorer: FaceRestorer, settings: OutputSettings, summary: Summary, progress: Progress,
+    def __init__(self, restorer: FaceRestorer, hooks: FileHooks, summary: Summary, progress: Progress,
                  faces_per_call: int, workers: int) -> None:
-        self.restorer, self.settings, self.summary, self.progress = restorer, settings, summary, progress
+        self.restorer, self.hooks, self.summary, self.progress = restorer, hooks, summary, progress
         self.faces_per_call = faces_per_call
         self.writers = OrderedPool(workers, "diffrestore-write")
         self.group: list[Loaded] = []
+        self.taken: dict[str, Job] = {}  # by key: taken, not yet recorded
+
+    def take(self, jobs: Iterable[Job]) -> Iterator[Job]:
+        """The jobs the hooks let this process take, taken as the readers reach them."""
+        for job in jobs:
+            if self.hooks.take(job):
+                self.taken[job.key] = job
+                yield job
+
+    def release_all(self) -> None:
+        for job in self.taken.values():
+            self.hooks.release(job)
+        self.taken.clear()
 
     def add(self, loaded: Loaded) -> None:
         """Queue an image for the model; the queue goes through it before it would exceed ``faces_per_call``."""
@@ -129,13 +154,15 @@ class FolderRun:
             return
         with interrupts_deferred():  # without writer threads the files are written here: each image whole
             for item, faces in zip(group, restored):
-                self.writers.submit(finish_job, self.restorer, item, faces, self.settings)
+                self.writers.submit(finish_job, self.restorer, item, faces, self.hooks)
 
     def record_written(self, keep: Optional[int] = None) -> None:
         """Record the files written, in order; wait for the oldest while more than ``keep`` are pending
         (None: only those done)."""
         while self.writers.oldest_done() or (keep is not None and len(self.writers) > keep):
-            record(self.writers.next().result(), self.summary, self.progress)
+            outcome = self.writers.next().result()
+            record(outcome, self.summary, self.progress)
+            self.hooks.release(self.taken.pop(outcome.job.key))
 
     def finish(self) -> None:
         self.flush()
@@ -143,17 +170,17 @@ class FolderRun:
         self.writers.close()
 
 
-def restore_pipelined(restorer: FaceRestorer, jobs: Sequence[Job], aligned: Optional[bool],
-                      settings: OutputSettings, summary: Summary, progress: Progress, faces_per_call: int,
-                      prefetch: int, workers: Optional[int] = None) -> None:
+def restore_pipelined(restorer: FaceRestorer, jobs: Sequence[Job], aligned: Optional[bool], hooks: FileHooks,
+                      summary: Summary, progress: Progress, faces_per_call: int, prefetch: int,
+                      workers: Optional[int] = None) -> None:
     """Restore ``jobs`` (none skipped), recording each in ``summary``: ``prefetch`` images read ahead,
     up to ``faces_per_call`` faces per model call, ``workers`` threads to read and as many to write
     (default ``io_workers()``; 0: everything in this thread, in turn)."""
     workers = io_workers() if workers is None else workers
     readers = OrderedPool(workers, "diffrestore-read")
-    run = FolderRun(restorer, settings, summary, progress, faces_per_call, workers)
+    run = FolderRun(restorer, hooks, summary, progress, faces_per_call, workers)
     try:
-        for job, loaded in prefetched(jobs, partial(load_job, restorer, aligned), readers, prefetch):
+        for job, loaded in prefetched(run.take(jobs), partial(load_job, restorer, aligned), readers, prefetch):
             if loaded.exception() is not None:
                 run.fail(job, load_failure(job, loaded.exception()))
             else:
@@ -168,3 +195,4 @@ def restore_pipelined(restorer: FaceRestorer, jobs: Sequence[Job], aligned: Opti
     finally:
         readers.close(cancel=True)
         run.writers.close()
+        run.release_all()  # those dropped (Ctrl-C, an error)

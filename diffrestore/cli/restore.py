@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -31,7 +32,7 @@ from ..config import ConfigError
 from ..io import IMAGE_EXTENSIONS, ImageLoadError, load_image_with_extras
 from ..pipeline.options import RestoreOptions
 from ..pipeline.pipeline_diffrestore import model_folder
-from .folder import restore_pipelined
+from .folder import FileHooks, restore_pipelined, write_files
 from .files import (Job, OutputSettings, UsageError, check_input, check_output_folder, default_out, extras_notes,
                     ignored_files, interrupts_deferred, plan_jobs, remove_stale_temporaries, write_outputs)
 from .options import build_options, check_options, parse_args
@@ -102,7 +103,8 @@ def restore_jobs(jobs: Sequence[Job], options: RestoreOptions, settings: OutputS
     step = images_per_chunk(restorer, options)
     if prefetch != 0:
         prefetch = 2 * step if prefetch is None else prefetch
-        restore_pipelined(restorer, jobs, options.aligned, settings, summary, progress, step, prefetch)
+        hooks = FileHooks(write=partial(write_files, settings))
+        restore_pipelined(restorer, jobs, options.aligned, hooks, summary, progress, step, prefetch)
         return
     for start in range(0, len(jobs), step):
         restore_chunk(restorer, jobs[start:start + step], options, settings, summary, progress)
