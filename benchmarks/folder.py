@@ -45,7 +45,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_header, report, sync  # noqa: E402
+from _common import machine_header, report, sync, with_root_on_path  # noqa: E402
 
 from diffrestore.cli import restore as cli  # noqa: E402
 from diffrestore.io import list_images, load_image  # noqa: E402
@@ -170,7 +170,7 @@ def process_row(folder: Path, out: Path, model: str, options: RestoreOptions, al
     argv = [sys.executable, str(ROOT / "sample.py"), "--lq", str(folder), "--out", str(out), "--model", model,
             "--device", options.device, "--aligned" if aligned else "--whole", "--quiet", *overrides]
     tic = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    done = subprocess.run(argv, capture_output=True, text=True, env=with_root_on_path())
     seconds = time.perf_counter() - tic
     return {"run": "default command, own process", "images": base["images"], "faces": base["faces"], "load s": None,
             "s": seconds, "images/s": base["images"] / seconds, "faces/s": base["faces"] / seconds,

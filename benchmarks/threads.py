@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_header, report  # noqa: E402
+from _common import machine_header, report, with_root_on_path  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -68,7 +68,7 @@ def restore_seconds(lq: Path, out: Path, threads: int, args: argparse.Namespace)
     command = [sys.executable, str(ROOT / "sample.py"), "--lq", str(lq), "--out", str(out), "--aligned", "--device",
                "cpu", "--threads", str(threads), "--overwrite", "--quiet", *(["--model", args.model] if args.model else []),
                *args.extra]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = with_root_on_path()
     tic = time.perf_counter()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - tic
