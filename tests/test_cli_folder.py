@@ -3,6 +3,7 @@ several images in one model call, and the same files, outputs and summary as the
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -195,9 +196,11 @@ def test_prefetch_and_threads_are_checked_up_front(model_dir, face_paths, tmp_pa
     assert "--threads 0: must be at least 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag, expected", [([], 1), (["--threads", "2"], 2)])
-def test_the_command_sets_torchs_threads(flag, expected, model_dir, face_paths, tmp_path, monkeypatch):
+@pytest.mark.parametrize("flag, load, expected", [([], 0.2, 2), ([], 1.3, 1), ([], 7.0, 1), (["--threads", "2"], 7.0, 2)])
+def test_the_command_sets_torchs_threads(flag, load, expected, model_dir, face_paths, tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert cli.main(["--lq", str(face_paths[0]), "--out", str(tmp_path), "--model", str(model_dir), *FAST, *flag]) == 0
-    assert seen == [expected]  # on the CPU: DEFAULT_CPU_THREADS unless told
+    assert seen == [expected]  # on the CPU: the idle cores, at least one, unless told

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["auto", "fp32", "fp16", "bf16"],
                    help="auto (default): bf16 on CUDA, fp32 elsewhere")
     p.add_argument("--threads", type=int,
-                   help="torch's CPU threads (default: 1 on the CPU, measured fastest on 2 cores; torch's own on a GPU)")
+                   help="torch's CPU threads (default on the CPU: the cores the load average leaves idle, at\n"
+                        "least 1, measured fastest; on a GPU torch's own)")
     p.add_argument("--prefetch", type=int,
                    help="images read and prepared ahead while the model runs, on background threads that\n"
                         "also write the results (default: two model calls' worth; 0: one at a time, in turn)")

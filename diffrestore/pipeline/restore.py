@@ -29,6 +29,7 @@ size and the non-deterministic backward kernels used by identity guidance can ch
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -106,16 +107,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-# benchmarks/RESULTS.md ("Issue 31: CPU threads"): on the 2-core machine two threads were 10-16 % slower than
-# one unless a single-threaded busy loop ran beside (then 8-10 % faster); one leaves a core to the folder
-# loop's reader and writer threads
-DEFAULT_CPU_THREADS = 1
+def idle_cores() -> int:
+    """The cores the 1-minute load average leaves idle, at least 1 (all of them where it is unknown).
+
+    The default thread count on the CPU (benchmarks/RESULTS.md, "Issue 31: CPU threads", 2 cores): one thread
+    beside another busy process was up to 40 % faster than two, two on an idle machine up to 30 % faster."""
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows has no load average
+        return cores
+    return max(1, min(cores, cores - round(busy)))
 
 
 def set_threads(threads: Optional[int], device: torch.device) -> None:
-    """torch's CPU threads for this process: ``threads``, else ``DEFAULT_CPU_THREADS`` when restoring on the
-    CPU (on a GPU torch's own default). Process-wide: the command calls it, a library user may."""
-    threads = threads or (DEFAULT_CPU_THREADS if device.type == "cpu" else None)
+    """torch's CPU threads for this process: ``threads``, else ``idle_cores()`` when restoring on the CPU
+    (on a GPU torch's own default). Process-wide: the command calls it, a library user may."""
+    threads = threads or (idle_cores() if device.type == "cpu" else None)
     if threads is None:
         return
     torch.set_num_threads(threads)
