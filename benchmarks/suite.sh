@@ -70,11 +70,14 @@ cpu)  # the presets: unguided, default (guidance 0.5 on every 5th step), quality
   ;;
 speed)  # issue 31 in one call: 324 aligned 512-px faces and 100 whole photos through the command (--prefetch 0 =
         # the sequential loop, then the threaded one) beside the same faces through the pipeline alone; one face eager
-        # and under CUDA graphs (warm-up stated); the batched pipeline at 256 under CUDA graphs
-  M256="--model-config configs/model/celebahq256.yaml"
-  $PY benchmarks/folder.py --append --results $RESULTS $M256 --device cuda --batch-size ${BATCH:-64} \
-    --aligned-count 324 --whole-count 100 --whole-lq ${WHOLE:-tests/assets/whole} --latency-compile none,auto --process
-  $S $M256 --batch-sizes 1,256 --compile reduce-overhead ${PROFILE:+--profile $PROFILE}  # PROFILE=DIR: operator tables
+        # and under CUDA graphs (warm-up stated); the pipeline at 1 and 256 under CUDA graphs (PROFILE=DIR: operator
+        # tables of one call each)
+  # (DEVICE, MODEL, ALIGNED, WHOLES: a dry run elsewhere, e.g. DEVICE=cpu MODEL=configs/model/tiny.yaml ALIGNED=2 WHOLES=1)
+  M256="--model-config ${MODEL:-configs/model/celebahq256.yaml}"
+  $PY benchmarks/folder.py --append --results $RESULTS $M256 --device ${DEVICE:-cuda} --batch-size ${BATCH:-64} \
+    --aligned-count ${ALIGNED:-324} --whole-count ${WHOLES:-100} --whole-lq ${WHOLE:-tests/assets/whole} \
+    --latency-compile none,auto --process
+  $S $M256 --device ${DEVICE:-cuda} --batch-sizes 1,256 --compile reduce-overhead ${PROFILE:+--profile $PROFILE}
   ;;
 folder-cpu)  # the bundled model, 8 aligned faces and 2 whole photos, one face a call (the command's CPU chunk)
   $PY benchmarks/folder.py --append --results $RESULTS --device cpu --batch-size 1 --aligned-count 8 --whole-count 2 \
