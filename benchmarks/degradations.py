@@ -27,7 +27,8 @@ from diffrestore.data.degradations import DegradationConfig  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--hq", required=True, help="folder of aligned HQ faces")
     p.add_argument("--resolution", type=int, default=256)
     p.add_argument("--batch-sizes", default="64,256,1024")

@@ -23,7 +23,8 @@ from diffrestore.pipeline.pipeline_diffrestore import BUNDLED_MODEL, DiffRestore
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--model-config", help="model config file (default: the bundled model)")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--faces-per-s", type=float, help="a measured throughput, to express as a share of the peak")

@@ -93,8 +93,8 @@ def repeated_folder(source: Path, count: int, folder: Path) -> Path:
 
 def largest_difference(first: Path, other: Path) -> int:
     """The largest difference between the images of two output folders, in 1/255 levels."""
-    names = sorted(path.name for path in first.iterdir())
-    if names != sorted(path.name for path in other.iterdir()):
+    names = [path.relative_to(first) for path in list_images(first)]  # not the hidden records beside them
+    if names != [path.relative_to(other) for path in list_images(other)]:
         raise SystemExit(f"{first} and {other} hold different files")
     return max(int(np.abs(np.asarray(Image.open(first / name), np.int16)
                           - np.asarray(Image.open(other / name), np.int16)).max()) for name in names)
@@ -226,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += folder_rows(folder, False, model, options, args, tmp)
         latency = latency_rows(args.aligned_lq, options, args)
     source = args.model_config or args.model or "bundled celebahq256"
-    settings = (f"model: {source} · {device} · batch {args.batch_size} · {' '.join(args.overrides) or 'default preset'}"
-                f" · aligned: {args.aligned_count} of {args.aligned_lq} · whole: {args.whole_count} of {args.whole_lq}")
+    preset = " ".join(args.overrides) or "default preset"
+    settings = (f"model: {source} · {device} · batch {args.batch_size} · {preset} · "
+                f"aligned: {args.aligned_count} of {args.aligned_lq} · whole: {args.whole_count} of {args.whole_lq}")
     report("Folder end to end", machine_header(device), settings, rows, args.append, args.results)
     if latency:
         report("One face", machine_header(device), settings, latency, args.append, args.results)

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--model", help="pipeline folder or bundled model name (default: the bundled model)")
     p.add_argument("--onnx", type=Path, help="exported folder (exported there if it has no pipeline.json; "
                                              "default: a temporary folder)")

@@ -36,7 +36,8 @@ STAGE_SETTINGS = {"vqgan": ["loss.gan_start_step=0", "loss.scale_images=64", "lo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("phase", choices=["first", "second"])
     p.add_argument("--runs", type=Path, required=True)
     p.add_argument("--hq", required=True)

@@ -29,7 +29,8 @@ DEFAULTS = SamplingOptions()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", help="pipeline folder (default: the bundled model)")
     source.add_argument("--model-config", help="model config file: a pipeline with random weights")

@@ -65,9 +65,9 @@ def cpu_load(load: str) -> Iterator[None]:
 
 
 def restore_seconds(lq: Path, out: Path, threads: int, args: argparse.Namespace) -> float:
+    model = ["--model", args.model] if args.model else []
     command = [sys.executable, str(ROOT / "sample.py"), "--lq", str(lq), "--out", str(out), "--aligned", "--device",
-               "cpu", "--threads", str(threads), "--overwrite", "--quiet", *(["--model", args.model] if args.model else []),
-               *args.extra]
+               "cpu", "--threads", str(threads), "--overwrite", "--quiet", *model, *args.extra]
     env = with_root_on_path()
     tic = time.perf_counter()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -77,7 +77,7 @@ def restore_seconds(lq: Path, out: Path, threads: int, args: argparse.Namespace)
 def largest_difference(first: Path, other: Path) -> int:
     """The largest difference of two folders' images, in 1/255 levels."""
     return max(int(np.abs(np.asarray(Image.open(a), np.int16) - np.asarray(Image.open(other / a.name), np.int16)).max())
-               for a in sorted(first.iterdir()))
+               for a in list_images(first))  # not the hidden records beside them
 
 
 def main(argv: list[str] | None = None) -> int:

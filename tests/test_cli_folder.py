@@ -20,6 +20,7 @@ from diffrestore.cli.background import OrderedPool, prefetched
 from diffrestore.cli.files import OutputSettings, plan_jobs
 from diffrestore.cli.folder import FileHooks, restore_pipelined, write_files
 from diffrestore.cli.progress import Progress, Summary
+from diffrestore.io import list_images
 from diffrestore.pipeline.options import RestoreOptions
 from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
 from diffrestore.pipeline.restore import FaceRestorer, padded_size, resolve_compile, set_threads
@@ -54,8 +55,8 @@ def levels(path: Path) -> np.ndarray:
 
 
 def assert_same_outputs(first: Path, second: Path) -> None:
-    names = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert names == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file()) and names
+    names = [p.relative_to(first) for p in list_images(first)]  # not the hidden records beside them
+    assert names == [p.relative_to(second) for p in list_images(second)] and names
     for name in names:
         assert np.abs(levels(first / name) - levels(second / name)).max() <= 1, name
 
@@ -113,8 +114,8 @@ def run_pipelined(restorer: FaceRestorer, lq: Path, out: Path, faces_per_call: i
     out.mkdir(exist_ok=True)
     jobs = [job for job in plan_jobs(lq, out, "png") if not job.target.exists()]
     progress = Progress(len(jobs), quiet=True, verbose=False)
-    restore_pipelined(restorer, jobs, None, FileHooks(partial(write_files, OutputSettings("png")), **hooks), summary,
-                      progress, faces_per_call, prefetch=4, workers=workers)
+    hooks = FileHooks(partial(write_files, OutputSettings("png"), {}), **hooks)
+    restore_pipelined(restorer, jobs, None, hooks, summary, progress, faces_per_call, prefetch=4, workers=workers)
     return summary
 
 
@@ -155,12 +156,12 @@ def test_ctrl_c_writes_what_is_restored_and_a_rerun_resumes(model_dir, face_path
         run_pipelined(restorer, lq, tmp_path / "out", 1, workers=2, summary=summary,
                       take=lambda job: taken.append(job.key) or "23_" not in job.key, release=released.append)
     assert len(taken) == 6 and sorted(job.key for job in released) == sorted(key for key in taken if "23_" not in key)
-    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    written = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file())  # not the records' folder
     assert len(summary.done) == 2 and written == sorted(f"{Path(p).stem}.png" for p in summary.done)  # no temporary
     assert not any("23_" in name for name in written)  # another process's job: left alone
     monkeypatch.setattr(restorer, "restore_faces_of", real)
     assert len(run_pipelined(restorer, lq, tmp_path / "out", 1, workers=2).done) == 4
-    assert len(list((tmp_path / "out").iterdir())) == 6
+    assert len([p for p in (tmp_path / "out").iterdir() if p.is_file()]) == 6
 
 
 def test_fixed_shapes_pad_batches_without_changing_faces(model_dir, face_paths, monkeypatch):
@@ -196,7 +197,8 @@ def test_prefetch_and_threads_are_checked_up_front(model_dir, face_paths, tmp_pa
     assert "--threads 0: must be at least 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag, load, expected", [([], 0.2, 2), ([], 1.3, 1), ([], 7.0, 1), (["--threads", "2"], 7.0, 2)])
+@pytest.mark.parametrize("flag, load, expected",
+                         [([], 0.2, 2), ([], 1.3, 1), ([], 7.0, 1), (["--threads", "2"], 7.0, 2)])
 def test_the_command_sets_torchs_threads(flag, load, expected, model_dir, face_paths, tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(torch, "set_num_threads", seen.append)

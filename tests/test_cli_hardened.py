@@ -85,7 +85,7 @@ def test_a_nan_face_is_a_failed_file_never_written(tmp_path, faces):
     assert run.returncode == 1, run.stdout + run.stderr
     for name in sorted(p.name for p in faces.iterdir()):  # every file reported, the batch went on
         assert f"FAILED {faces / name}: the model's output for face 0 is not finite (NaN/Inf)" in run.stdout
-    assert not list(out.iterdir())
+    assert not list(out.glob("*.webp"))
 
 
 def test_a_collapsed_face_fails_only_its_own_file(monkeypatch, tmp_path):
@@ -122,7 +122,7 @@ def test_upscale_outside_0_to_8_is_refused_up_front(value, tmp_path, faces):
 def test_upscale_8_passes_the_checks(faces):
     from diffrestore.cli import restore as cli
 
-    options, _, _ = cli.prepare(cli.parse_args(["--lq", str(faces), "--upscale", "8", "--device", "cpu"]))
+    options, _, _, _ = cli.prepare(cli.parse_args(["--lq", str(faces), "--upscale", "8", "--device", "cpu"]))
     assert options.upscale == 8
 
 
@@ -195,7 +195,7 @@ def test_named_presets_work_from_any_folder(tmp_path, faces):
     run = run_cli("--lq", str(faces), "--preset", "nosuch", cwd=tmp_path)
     assert run.returncode == 2 and "--preset: invalid choice: 'nosuch'" in run.stderr and "quality" in run.stderr
     args = cli.parse_args(["--lq", str(faces), "--preset", "utkface128_quality", "--device", "cpu"])
-    options, _, _ = cli.prepare(args)
+    options, _, _, _ = cli.prepare(args)
     assert (options.cfg_scale, options.guidance_every, options.steps) == (2.0, 2, 50)  # its defaults chain too
     model = tiny_model(tmp_path / "tiny")
     run = run_cli("--lq", str(faces), "--out", str(tmp_path / "out"), "--model", str(model), "--preset", "quality",

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from diffrestore.cli import restore as cli
+from diffrestore.cli.files import LEDGER
 from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
 
 ROOT = Path(__file__).parents[1]
@@ -54,8 +55,9 @@ def test_sigint_stops_cleanly_and_a_rerun_resumes(tmp_path, face_paths, capsys):
     left = int(summary.split("left ")[1].split()[0])
     assert 1 <= done < 6 and done + left == 6, summary
 
-    outputs = sorted((tmp_path / "faces_restored").iterdir())
+    outputs = sorted(p for p in (tmp_path / "faces_restored").iterdir() if p.name != LEDGER)
     assert [p.name for p in outputs if p.name.startswith(".")] == []  # no partial (temporary) file
+    assert not list((tmp_path / "faces_restored" / LEDGER).glob("*.claim"))  # released
     assert len(outputs) == done
     for path in outputs:
         with Image.open(path) as image:
@@ -63,4 +65,4 @@ def test_sigint_stops_cleanly_and_a_rerun_resumes(tmp_path, face_paths, capsys):
 
     assert cli.main(args) == 0
     assert f"done {6 - done} ({6 - done} faces), skipped {done}" in capsys.readouterr().out
-    assert len(list((tmp_path / "faces_restored").iterdir())) == 6
+    assert len(list((tmp_path / "faces_restored").glob("*.webp"))) == 6

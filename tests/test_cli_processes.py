@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from diffrestore.cli import restore as cli
 from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
 
 ROOT = Path(__file__).parents[1]
@@ -47,12 +48,11 @@ def test_two_processes_restore_each_file_exactly_once(tmp_path, face_paths):
         (lq / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, lq / name)
         names.append(name)
-    (out / names[0]).parent.mkdir(parents=True)
-    shutil.copy(lq / names[0], out / names[0])  # already done: a resumed run skips it
-    kept = (out / names[0]).stat().st_mtime_ns
+    options = ["--model", str(model), "--aligned", "--steps", "2", "--start-t", "100", "--guidance", "0"]
+    assert cli.main(["--lq", str(lq / names[0]), "--out", str(out), *options, "--device", "cpu", "--quiet"]) == 0
+    kept = (out / names[0]).stat().st_mtime_ns  # already done: a resumed run skips it
 
-    run = launch("--lq", str(lq), "--out", str(out), "--model", str(model), "--aligned", "--steps", "2",
-                 "--start-t", "100", "--guidance", "0", "--verbose")
+    run = launch("--lq", str(lq), "--out", str(out), *options, "--verbose")
     lines = run.stdout.splitlines()
     restored = [line.split(": ")[0] for line in lines if line.endswith(": aligned, 1 face(s)")]
     assert sorted(restored) == sorted(names[1:])  # each file by one process, once
@@ -83,7 +83,7 @@ def test_a_verbose_line_is_one_write(monkeypatch):
 
     monkeypatch.setattr(sys, "stdout", Recorder())
     progress = Progress(total=1, quiet=True, verbose=True)
-    job = Job(Path("in/a.png"), Path("out/a.png"), "sub/a.png")
+    job = Job(Path("in/a.png"), Path("out/a.png"), "sub/a.png", Path("out/.diffrestore/a.png"))
     progress.image(job, Restoration(Image.new("RGB", (8, 8)), num_faces=1, mode="aligned"))
     progress.close()
     assert writes == ["sub/a.png: aligned, 1 face(s)\n"]

@@ -133,7 +133,7 @@ def test_bad_input_path(make, message, tmp_path, capsys, no_model_loads):
 
 def test_outputs_that_would_collide(tmp_path, capsys, no_model_loads):
     code, _, err = run_cli(["--lq", str(clashing_inputs(tmp_path)), "--ext", "webp"], capsys)
-    assert code == 2 and "would both be written to" in err and "face.webp" in err
+    assert code == 2 and "would both be written to" in err and "face.webp" in err and err.count("\n") == 1
 
 
 def test_an_unknown_choice_is_argparse_usage(tmp_path, capsys, no_model_loads):
@@ -161,7 +161,7 @@ def test_folder_of_other_files_counts_them(tmp_path, capsys, no_model_loads):
 
 def test_good_arguments_pass_the_checks(photos, tmp_path):
     args = cli.parse_args(["--lq", str(photos), "--device", "cpu", "--fidelity", "0.5"])
-    options, out, jobs = cli.prepare(args)
+    options, _, out, jobs = cli.prepare(args)
     assert options == RestoreOptions(device="cpu")  # fidelity 0.5 is the default preset
     assert out == tmp_path / "photos_restored" and out.is_dir() and len(jobs) == 2
 

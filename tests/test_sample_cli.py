@@ -58,8 +58,16 @@ def test_aligned_folder_then_resume(model_dir, face_paths, tmp_path, capsys):
     assert "done 6" in capsys.readouterr().out
 
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
-    assert sample.main(["--lq", str(lq), "--model", str(model_dir), "--aligned", *FAST]) == 0
+    assert sample.main(["--lq", str(lq), "--model", str(model_dir), "--aligned", "--upscale", "2",
+                        "--save-comparison", *FAST]) == 0
     assert "done 0 (0 faces), skipped 6" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == stamps
+
+    # other options: these files are not what the rerun asks for, so not skipped and not replaced
+    assert sample.main(["--lq", str(lq), "--model", str(model_dir), "--aligned", *FAST]) == 1
+    report = capsys.readouterr().out
+    assert "skipped 0" in report and "failed 6" in report
+    assert "is not this image's output (made with other options: save_comparison, upscale); --overwrite" in report
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == stamps
 
 
@@ -178,7 +186,7 @@ def test_script_runs_as_a_command(model_dir, face_paths, tmp_path):
                           "--aligned", *FAST], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "done 2" in run.stdout
-    assert len(list((tmp_path / "cli_restored").iterdir())) == 2
+    assert len(list((tmp_path / "cli_restored").glob("*.webp"))) == 2
 
 
 def test_auto_mode_decides_per_image(model_dir, whole_paths, tmp_path, capsys):

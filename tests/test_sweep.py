@@ -210,3 +210,32 @@ def test_a_sweep_restores_a_set_in_another_framing_at_the_sets_size(tmp_path):
     assert runner.restored == []
     with pytest.raises(ConfigError, match=r"data\.framing.*64x64.*32x32"):  # refused before restoring
         run_sweep(config, out, overrides=["eval.metrics=[psnr,lapvar]"], log=lambda *_: None)
+
+
+def test_the_aligned_framing_is_what_diffrestore_aligned_gives(tmp_path):
+    """``data.framing: aligned``: a set of another size than the model is restored on the path users get,
+    ``diffrestore --aligned`` on the same files (same seeds: the file names), back at the set's size."""
+    import numpy as np
+
+    from diffrestore.cli import main as cli_main
+    from diffrestore.pipeline.pipeline_diffrestore import DiffRestorePipeline
+
+    model = tmp_path / "model"
+    DiffRestorePipeline.from_model_config(TINY).save_pretrained(model)
+    data = tmp_path / "set"
+    for folder in ("hq", "lq"):
+        (data / folder).mkdir(parents=True)
+    for path in sorted((REPO / "tests" / "assets" / "celebahq").iterdir())[:2]:
+        hq = load_image(path).resize((48, 48), Image.BICUBIC)
+        hq.save(data / "hq" / f"{path.stem}.png")
+        hq.resize((12, 12), Image.BICUBIC).resize((48, 48), Image.BICUBIC).save(data / "lq" / f"{path.stem}.png")
+    config = _sweep_config(tmp_path, data, "grid: {start_t: [100]}\n")
+    out = tmp_path / "out"
+    run_sweep(config, out, overrides=[f"set.model={model}", "data.framing=aligned", "eval.metrics=[psnr]"],
+              log=lambda *_: None)
+    assert cli_main(["--lq", str(data / "lq"), "--out", str(tmp_path / "cli"), "--aligned", "--quiet", "--model",
+                     str(model), "--steps", "2", "--start-t", "100", "--device", "cpu", "--dtype", "fp32"]) == 0
+    for path in sorted((data / "lq").iterdir()):
+        by_sweep = np.asarray(load_image(out / "points" / "start_t=100" / "restored" / path.name), dtype=int)
+        by_cli = np.asarray(load_image(tmp_path / "cli" / path.name), dtype=int)
+        assert by_sweep.shape == (48, 48, 3) and np.abs(by_sweep - by_cli).max() <= 1

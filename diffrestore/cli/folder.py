@@ -24,19 +24,20 @@ from .files import Job, OutputSettings, extras_notes, interrupts_deferred, write
 from .progress import Progress, Summary
 
 
-def write_files(settings: OutputSettings, job: Job, image: Image.Image, extras: ImageExtras,
+def write_files(settings: OutputSettings, recorded: dict, job: Job, image: Image.Image, extras: ImageExtras,
                 result: Restoration) -> list[str]:
-    """An image's files as ``settings`` say (raises OSError / ValueError); the notes for the summary."""
-    notes: list[tuple[str, str]] = []
-    write_outputs(job, image, extras, result, settings, notes)
-    return [note for _, note in notes] + [note for note in [result.note, *extras_notes(extras, job.target)] if note]
+    """An image's files as ``settings`` say and their record of the ``recorded`` options (``write_outputs``;
+    raises OSError / ValueError); the notes for the summary."""
+    write_outputs(job, image, extras, result, settings, recorded)
+    return [note for note in [result.note, *extras_notes(extras, job.target)] if note]
 
 
 @dataclass
 class FileHooks:
     """What the loop asks of the command about files; it knows nothing of names, records or claims."""
 
-    write: Callable[[Job, Image.Image, ImageExtras, Restoration], list[str]]  # e.g. partial(write_files, settings)
+    # an image's files, raising OSError / ValueError; notes for the summary (e.g. partial(write_files, ...))
+    write: Callable[[Job, Image.Image, ImageExtras, Restoration], list[str]]
     take: Callable[[Job], bool] = lambda job: True  # before reading a job: False leaves it (another process's)
     release: Callable[[Job], None] = lambda job: None  # a taken job once recorded, or dropped by Ctrl-C
 

@@ -39,14 +39,15 @@ FIDELITY_MAX_START_T = 400
 DESCRIPTION = """Restore the faces in photos: diffrestore --lq photos/ [--out DIR] [options] [key=value ...]
 
 --lq is an image or a folder (every image under it). Results go to --out (default <input>_restored beside
-the input) with the same relative paths; an existing output is skipped unless --overwrite, so a rerun
-resumes. Options come from a preset (--preset or --config), then the flags, then key=value overrides."""
+the input) with the same relative paths; an output this image made with these options is skipped unless
+--overwrite, so a rerun resumes (another file there is kept and reported). Options come from a preset
+(--preset or --config), then the flags, then key=value overrides."""
 EPILOG = """exit status: 0 every image restored or skipped; 1 an image failed, or no image;
 2 a bad argument (one line naming it); 130 interrupted (finished files are kept, a rerun resumes)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diffrestore", description=DESCRIPTION, epilog=EPILOG,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="diffrestore", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--version", action="version", version=f"diffrestore {__version__}")
     p.add_argument("--lq", required=True, type=Path, help="an image file or a folder of images (recursive)")

@@ -17,6 +17,7 @@ class Summary:
     faces: int = 0
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)  # restored by another process on the same folder
     notes: list[tuple[str, str]] = field(default_factory=list)
     left: int = 0  # not attempted (interrupted)
 
@@ -25,6 +26,7 @@ class Summary:
         self.faces += other.faces
         self.skipped += other.skipped
         self.failed += other.failed
+        self.others += other.others
         self.notes += other.notes
         self.left += other.left
 
@@ -37,6 +39,7 @@ class Summary:
     def report(self, with_notes: bool = True) -> str:
         line = (f"done {len(self.done)} ({self.faces} faces), skipped {len(self.skipped)} "
                 f"(output exists; --overwrite to redo), failed {len(self.failed)}")
+        line += f", by another process {len(self.others)}" if self.others else ""
         lines = [line + (f", left {self.left}" if self.left else "")]
         if with_notes:
             lines += [f"  note: {path}: {note}" for path, note in self.notes]
@@ -63,6 +66,12 @@ class Progress:
             what = f"FAILED: {failure}" if failure else f"{result.mode}, {result.num_faces} face(s)" + (
                 f"; {result.note}" if result.note else "")
             self._write(f"{job.key}: {what}")
+        self.bar.update(1)
+
+    def other(self, job: Job) -> None:
+        """``job`` is another process's (it holds the claim, or finished it)."""
+        if self.verbose:
+            self._write(f"{job.key}: restored by another process")
         self.bar.update(1)
 
     def close(self) -> None:

@@ -2,10 +2,15 @@
 
 ``--lq`` is a folder (every image under it, recursively) or one image. Results go to ``--out``
 (default: a new folder beside the input, ``photos_restored/``; never into the input folder) with the
-same relative paths. An existing output is skipped unless ``--overwrite``, so an interrupted run
-resumes where it stopped; the temporary files of a save killed earlier (``.NAME.XXXXXXXX.tmp``, over a
-minute old) are removed at start. Images are aligned faces or whole photos: ``--aligned`` / ``--whole``
-force the mode; by default each image is classified on its own (see ``diffrestore.restore``).
+same relative paths. Every output name (restored images, ``_comparison`` images, ``--save-faces`` crops)
+is planned before any work, and a clash between two of them or with an input is refused (exit 2).
+``<out>/.diffrestore/`` holds a record per output (which input, by content, and which options made it,
+``cli/ledger.py``): an output whose record matches is skipped unless ``--overwrite``, so an interrupted
+run resumes where it stopped; an existing file without a matching record is reported as failed and kept.
+Processes started on one ``--out`` share the work through a claim per output. The temporary files of a
+save killed earlier (``.NAME.XXXXXXXX.tmp``, over a minute old) are removed at start. Images are aligned
+faces or whole photos: ``--aligned`` / ``--whole`` force the mode; by default each image is classified on
+its own (see ``diffrestore.restore``).
 Aligned faces come back at their own size, whole photos at theirs, both times ``--upscale``.
 
 Options come from a preset (``--preset NAME``, a file of ``diffrestore/presets``, which
@@ -22,8 +27,10 @@ restored is dropped, finished files are kept, a rerun resumes).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from dataclasses import replace
+import time
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Optional, Sequence
@@ -32,17 +39,39 @@ from ..config import ConfigError
 from ..io import IMAGE_EXTENSIONS, ImageLoadError, load_image_with_extras
 from ..pipeline.options import RestoreOptions
 from ..pipeline.pipeline_diffrestore import model_folder
+from .files import (Job, OutputSettings, UsageError, blocking_file, check_input, check_output_folder, default_out,
+                    extras_notes, finished_output, ignored_files, interrupts_deferred, plan_jobs,
+                    remove_stale_temporaries, write_outputs)
 from .folder import FileHooks, restore_pipelined, write_files
-from .files import (Job, OutputSettings, UsageError, check_input, check_output_folder, default_out, extras_notes,
-                    ignored_files, interrupts_deferred, plan_jobs, remove_stale_temporaries, write_outputs)
+from .ledger import release_claim, try_claim
 from .options import build_options, check_options, parse_args
 from .progress import Progress, Summary, gather_summaries, join_processes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def restore_chunk(restorer, jobs: Sequence[Job], options: RestoreOptions, settings: OutputSettings,
-                  summary: Summary, progress: Progress) -> None:
+UNRECORDED = ("overwrite", "device", "batch_size", "compile")  # how fast and where, not what is asked for
+
+
+def output_options(options: RestoreOptions, settings: OutputSettings) -> dict:
+    """What decides an image's files: recorded beside them, compared on a rerun (as JSON reads it back)."""
+    chosen = {key: value for key, value in asdict(options).items() if key not in UNRECORDED}
+    chosen.update(ext=settings.ext, quality=settings.quality, suffix=settings.suffix, save_faces=settings.save_faces)
+    return json.loads(json.dumps(chosen))
+
+
+@dataclass
+class Run:
+    """One process's run: its options, what they record, and when it started (under --overwrite, an output
+    finished since then is another process's, started on the same folder with it)."""
+
+    options: RestoreOptions
+    settings: OutputSettings
+    recorded: dict
+    started: float
+
+
+def restore_chunk(restorer, jobs: Sequence[Job], run: Run, summary: Summary, progress: Progress) -> None:
     loaded = []
     for job in jobs:
         try:
@@ -55,14 +84,14 @@ def restore_chunk(restorer, jobs: Sequence[Job], options: RestoreOptions, settin
         return
     try:
         results = restorer.restore_photos([image for _, image, _ in loaded], [job.key for job, _, _ in loaded],
-                                          aligned=options.aligned)
+                                          aligned=run.options.aligned)
     except Exception as err:  # noqa: BLE001 - isolate the file that breaks a batch, keep the others
         if len(loaded) == 1:
             summary.failed.append((str(loaded[0][0].source), f"{type(err).__name__}: {err}"))
             progress.image(loaded[0][0], failure=f"{type(err).__name__}: {err}")
             return
         for job, _, _ in loaded:
-            restore_chunk(restorer, [job], options, settings, summary, progress)
+            restore_chunk(restorer, [job], run, summary, progress)
         return
     with interrupts_deferred():
         for (job, image, extras), result in zip(loaded, results):
@@ -71,7 +100,7 @@ def restore_chunk(restorer, jobs: Sequence[Job], options: RestoreOptions, settin
                 progress.image(job, failure=result.failure)
                 continue
             try:
-                write_outputs(job, image, extras, result, settings, summary.notes)
+                write_outputs(job, image, extras, result, run.settings, run.recorded)
             except (OSError, ValueError) as err:
                 summary.failed.append((str(job.source), str(err)))
                 progress.image(job, failure=str(err))
@@ -89,28 +118,59 @@ def images_per_chunk(restorer, options: RestoreOptions) -> int:
     return 1 if restorer.device.type == "cpu" else options.batch_size
 
 
-def restore_jobs(jobs: Sequence[Job], options: RestoreOptions, settings: OutputSettings, summary: Summary,
-                 progress: Progress, prefetch: Optional[int] = None) -> None:
-    """Restore ``jobs`` (none skipped), recording each in ``summary``: ``prefetch`` images read ahead while the
-    model runs (None: two calls' worth; 0: the sequential loop, one chunk read, restored, written at a time)."""
+def take(job: Job, run: Run) -> bool:
+    """Claim ``job`` for this process; False when another process holds it, or finished it meanwhile."""
+    if not try_claim(job.ledger):
+        return False
+    if finished_output(job, run.recorded, since=run.started if run.settings.overwrite else None):
+        release_claim(job.ledger)
+        return False
+    return True
+
+
+def take_or_leave(job: Job, run: Run, summary: Summary, progress: Progress) -> bool:
+    """``take`` ``job``; one that another process has is counted as its."""
+    if take(job, run):
+        return True
+    summary.others.append(str(job.source))
+    progress.other(job)
+    return False
+
+
+def restore_jobs(jobs: Sequence[Job], run: Run, summary: Summary, progress: Progress,
+                 prefetch: Optional[int] = None) -> None:
+    """Restore ``jobs`` (none skipped) that no other process restores, recording each in ``summary``:
+    ``prefetch`` images read ahead while the model runs (None: two calls' worth; 0: the sequential loop,
+    one chunk read, restored, written at a time)."""
     from ..pipeline.restore import FaceRestorer, resolve_device, set_threads
 
-    set_threads(options.threads, resolve_device(options.device))
+    set_threads(run.options.threads, resolve_device(run.options.device))
     try:
-        restorer = FaceRestorer.from_options(options)
+        restorer = FaceRestorer.from_options(run.options)
     except (OSError, ValueError) as err:  # the folder passed check_options: its weights are broken
-        raise UsageError(f"--model {model_folder(options.model)}: cannot be loaded ({err})") from err
-    step = images_per_chunk(restorer, options)
+        raise UsageError(f"--model {model_folder(run.options.model)}: cannot be loaded ({err})") from err
+    size = images_per_chunk(restorer, run.options)
     if prefetch != 0:
-        prefetch = 2 * step if prefetch is None else prefetch
-        hooks = FileHooks(write=partial(write_files, settings))
-        restore_pipelined(restorer, jobs, options.aligned, hooks, summary, progress, step, prefetch)
+        hooks = FileHooks(write=partial(write_files, run.settings, run.recorded),
+                          take=partial(take_or_leave, run=run, summary=summary, progress=progress),
+                          release=lambda job: release_claim(job.ledger))
+        restore_pipelined(restorer, jobs, run.options.aligned, hooks, summary, progress, size,
+                          2 * size if prefetch is None else prefetch)
         return
-    for start in range(0, len(jobs), step):
-        restore_chunk(restorer, jobs[start:start + step], options, settings, summary, progress)
+    chunk: list[Job] = []
+    for i, job in enumerate(jobs):
+        if take_or_leave(job, run, summary, progress):
+            chunk.append(job)
+        if chunk and (len(chunk) == size or i == len(jobs) - 1):
+            try:
+                restore_chunk(restorer, chunk, run, summary, progress)
+            finally:
+                for claimed in chunk:
+                    release_claim(claimed.ledger)
+            chunk = []
 
 
-def prepare(args: argparse.Namespace) -> tuple[RestoreOptions, Path, list[Job]]:
+def prepare(args: argparse.Namespace) -> tuple[RestoreOptions, OutputSettings, Path, list[Job]]:
     """Every check that needs no model; raises UsageError (or ConfigError) for the first problem."""
     options = build_options(args)
     check_options(options)
@@ -121,20 +181,25 @@ def prepare(args: argparse.Namespace) -> tuple[RestoreOptions, Path, list[Job]]:
     if Path(args.suffix).name != args.suffix:
         raise UsageError(f"--suffix {args.suffix!r}: must not contain a path separator")
     check_input(args.lq)
+    settings = OutputSettings(args.ext, args.quality, args.suffix, args.save_faces, bool(options.save_comparison),
+                              bool(options.overwrite))
     out = args.out or default_out(args.lq)
-    jobs = plan_jobs(args.lq, out, args.ext, args.suffix)
+    jobs = plan_jobs(args.lq, out, args.ext, args.suffix, settings.save_comparison, settings.save_faces)
     if jobs:
         check_output_folder(out)
         remove_stale_temporaries(out)
-    return options, out, jobs
+    return options, settings, out, jobs
 
 
-def split_skipped(jobs: Sequence[Job], overwrite: bool, summary: Summary) -> list[Job]:
-    """The jobs to do; those whose output exists are counted as skipped (unless ``overwrite``)."""
+def split_done(jobs: Sequence[Job], run: Run, summary: Summary) -> list[Job]:
+    """The jobs to do. Skipped: those whose files this image wrote with these options (unless --overwrite);
+    failed: those whose files exist but are another image's or another run's."""
     todo = []
     for job in jobs:
-        if job.target.exists() and not overwrite:
+        if not run.settings.overwrite and finished_output(job, run.recorded):
             summary.skipped.append(str(job.source))
+        elif blocked := blocking_file(job, run.recorded, run.settings):
+            summary.failed.append((str(job.source), blocked))
         else:
             todo.append(job)
     return todo
@@ -147,7 +212,8 @@ def ignored_note(lq: Path) -> list[tuple[str, str]]:
     return [(str(lq), f"{len(others)} file(s) ignored, not images by their extension (e.g. {others[0].name})")]
 
 
-def restore_all(args: argparse.Namespace, options: RestoreOptions, out: Path, jobs: Sequence[Job]) -> int:
+def restore_all(args: argparse.Namespace, options: RestoreOptions, settings: OutputSettings, out: Path,
+                jobs: Sequence[Job], started: float) -> int:
     """Restore this process's share of ``jobs``; print the summary (one, gathered, on the main process)."""
     from diffusers.utils import logging as diffusers_logging
 
@@ -155,18 +221,19 @@ def restore_all(args: argparse.Namespace, options: RestoreOptions, out: Path, jo
     processes = join_processes(on_cpu=options.device == "cpu")
     if processes.device and options.device == "auto":
         options = replace(options, device=processes.device)
-    settings = OutputSettings(args.ext, args.quality, args.suffix, args.save_faces, bool(options.save_comparison),
-                              bool(options.overwrite))
+    run = Run(options, settings, output_options(options, settings), started)
     summary = Summary()
     # disjoint shares of one sorted list: each file is restored exactly once, whatever exists already
-    todo = split_skipped(jobs[processes.rank::processes.world], bool(options.overwrite), summary)
+    todo = split_done(jobs[processes.rank::processes.world], run, summary)
+    blocked = len(summary.failed)
     progress = Progress(len(todo), args.quiet, args.verbose, enabled=processes.is_main)
     try:
         if todo:
-            restore_jobs(todo, options, settings, summary, progress, args.prefetch)
+            restore_jobs(todo, run, summary, progress, args.prefetch)
     except KeyboardInterrupt:
         progress.close()
-        summary.left = len(todo) - len(summary.done) - len(summary.failed)
+        summary.left = (len(todo) - len(summary.done) - (len(summary.failed) - blocked)
+                        - len(summary.others))
         name = f"{out} (process {processes.rank + 1}/{processes.world})" if processes.world > 1 else str(out)
         print(f"interrupted: {name}: " + summary.report(not args.quiet) + "\n  rerun the same command to resume",
               flush=True)
@@ -182,14 +249,15 @@ def restore_all(args: argparse.Namespace, options: RestoreOptions, out: Path, jo
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    started = time.time()
     try:
-        options, out, jobs = prepare(args)
+        options, settings, out, jobs = prepare(args)
         if not jobs:
             others = ignored_files(args.lq)
             seen = f" ({len(others)} other file(s) ignored)" if others else ""
             print(f"{args.lq}: no images found{seen}; looked for {' '.join(IMAGE_EXTENSIONS)}", file=sys.stderr)
             return EXIT_FAILED
-        return restore_all(args, options, out, jobs)
+        return restore_all(args, options, settings, out, jobs, started)
     except (UsageError, ConfigError) as err:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)  # OmegaConf adds lines of its internals
         return EXIT_USAGE

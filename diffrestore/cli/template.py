@@ -19,7 +19,8 @@ from ..io import list_images, spread_subset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="diffrestore-template", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="diffrestore-template", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument("--faces", type=Path, required=True, help="folder of aligned face crops")
     parser.add_argument("--size", type=int, default=128, help="template frame size in pixels")
     parser.add_argument("--limit", type=int, default=None,

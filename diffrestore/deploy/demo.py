@@ -282,7 +282,7 @@ def _path(file: Any) -> str:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="diffrestore-demo", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="diffrestore-demo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to serve (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)

@@ -215,7 +215,7 @@ def compare_with_torch(pipe: DiffRestorePipeline, folder: str | Path, batch: int
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="diffrestore-export", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="diffrestore-export", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--onnx", required=True, type=Path, help="output folder (created; existing files are replaced)")
     p.add_argument("--model", help="pipeline folder, or the name of a bundled model (default: the bundled default)")

@@ -20,7 +20,7 @@ Metrics: docs/evaluation.md."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffrestore-eval", description=DESCRIPTION,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="diffrestore-eval", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     return add_eval_arguments(parser)
 

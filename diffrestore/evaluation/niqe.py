@@ -208,7 +208,7 @@ def _every_nth(paths: Sequence[Path], limit: int | None) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="diffrestore-niqe-fit",
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="diffrestore-niqe-fit",
                                      description="Fit NIQE's pristine model on a folder of HQ images.")
     parser.add_argument("--hq", type=Path, required=True, help="folder of pristine (HQ) images")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write the model to")

@@ -83,6 +83,7 @@ def sheet_columns(args: argparse.Namespace) -> dict[str, dict[str, Path]]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffrestore-report", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_eval_arguments(parser)
     parser.add_argument("--backbone", help="folder of the backbone-only outputs (a column of the sheet)")

@@ -41,7 +41,8 @@ DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "configs" / "sample" / "d
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="diffrestore-eval-restore", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="diffrestore-eval-restore", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
     p.add_argument("--lq", type=Path, required=True, help="folder of square LQ faces in the --framing alignment")
     p.add_argument("--out", type=Path, required=True, help="folder for the restored faces (PNG, same stems)")
     p.add_argument("--framing", default=ALIGNED, help="'aligned' (default: the faces are in the model's framing, "

@@ -57,7 +57,8 @@ def image_rng(seed: int, name: str) -> np.random.Generator:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="diffrestore-testset", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="diffrestore-testset", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument("--hq", type=Path, required=True, help="folder of aligned HQ faces")
     parser.add_argument("--out", type=Path, required=True, help="folder to write lq/, hq/, manifest.json")
     parser.add_argument("--resolution", type=int, default=128)

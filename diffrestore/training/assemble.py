@@ -76,7 +76,7 @@ def write_pipeline(pipeline: DiffRestorePipeline, out: Path, overwrite: bool = F
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     for name in COMPONENTS:
         p.add_argument(f"--{name}", type=Path, required=name in REQUIRED, help=f"{name} component folder")
     p.add_argument("--model-config", required=True, type=Path, help="configs/model/*.yaml the parts were trained with")

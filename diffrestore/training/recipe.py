@@ -147,7 +147,7 @@ def commands(recipe_path: str | Path, faces: Path, out: Path, val: Optional[Path
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     doc = __doc__.split("\n\n")
-    p = argparse.ArgumentParser(prog="diffrestore-train-recipe", description=doc[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="diffrestore-train-recipe", description=doc[0],
                                 epilog=doc[2] if len(doc) > 2 else None)
     p.add_argument("recipe", type=Path, help="a recipe file (configs/recipes/*.yaml)")
     p.add_argument("--faces", required=True, type=Path, help="folder of aligned HQ training faces")

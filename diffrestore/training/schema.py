@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -61,7 +62,8 @@ class TrainConfig:
     keep_last: int = 3
     sample_every: int = 1000
     log_every: int = 50
-    log_with: str = "tensorboard"  # tensorboard | none
+    # none: <output_dir>/log.jsonl only (always written); tensorboard: also <output_dir>/tb, with the train extra
+    log_with: str = "none"
     resume: Optional[str] = None  # "latest" or a checkpoint directory
     debug_record_indices: bool = False  # write the sample indices each rank consumes (tests, audits)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -86,6 +88,9 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"config key 'mixed_precision': {cfg.mixed_precision!r} is not one of {MIXED_PRECISION}")
     if cfg.log_with not in LOG_WITH:
         raise ConfigError(f"config key 'log_with': {cfg.log_with!r} is not one of {LOG_WITH}")
+    if cfg.log_with == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("config key 'log_with': tensorboard is not installed (pip install -e \".[train]\"); "
+                          "log_with=none still writes <output_dir>/log.jsonl")
     for key in ("max_steps", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "sample_every",
                 "log_every"):
         if getattr(cfg, key) < 1:

@@ -107,7 +107,8 @@ def load_teacher_embeddings(path: str | Path, faces: str | Path, resolution: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--faces", required=True, help="folder of aligned HQ faces (the identity stage's data.hq_dir)")
     p.add_argument("--out", required=True, help="the .npy file to write (the stage's data.teacher_embeddings)")
     p.add_argument("--resolution", type=int, default=128, help="the model resolution the faces are read at")

@@ -24,9 +24,9 @@ class SweepData:
     lq: str = MISSING  # folder of aligned LQ faces
     gt: Optional[str] = None  # folder of the ground truth (paired by file name stem)
     limit: Optional[int] = None  # only N LQ files, evenly spaced by name (quick runs); the reference set stays whole
-    # the template the set's faces are aligned to when it is not the model's (e.g. ffhq_512 for a
-    # CelebA-Test-style set): each face is restored through the model's framing and pasted back at
-    # the set's size (diffrestore-eval-restore's path); null = the faces are in the model's framing
+    # aligned: the faces are restored as `diffrestore --aligned` does (diffrestore-eval-restore's default: the
+    # path users get), back at the set's size; a template name (e.g. ffhq_512): each face is warped into the
+    # model's framing and pasted back; null = the faces are in the model's framing and size
     framing: Optional[str] = None
 
 

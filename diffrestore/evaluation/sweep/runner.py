@@ -21,6 +21,7 @@ from ...models.builders import load_template, template_for_size
 from ...config import ConfigError
 from ...io import list_images, load_image, pil_to_tensor, save_image, spread_subset
 from ..metrics import load_identity_evaluator, vqgan_feature_extractor
+from ..restore_set import ALIGNED
 from ...pipeline.pipeline_diffrestore import DiffRestorePipeline
 from ...pipeline.restore import resolve_device, resolve_dtype
 from .config import Point
@@ -191,6 +192,9 @@ class SweepRunner:
         keys, framing = [p.name for p in paths], self.cfg.data.framing
         if framing is None:
             return restorer.restore_aligned([load_image(p) for p in paths], keys=keys)
+        if framing == ALIGNED:  # as `diffrestore --aligned` restores them (diffrestore-eval-restore's default)
+            photos = restorer.restore_photos([load_image(p) for p in paths], keys, aligned=True)
+            return [pil_to_tensor(photo.image) for photo in photos]
         return restorer.restore_framed([pil_to_tensor(load_image(p)) for p in paths], keys, framing)
 
     def _score_point(self, point: Point, point_dir: Path, record: dict) -> dict:
@@ -210,7 +214,10 @@ class SweepRunner:
     def _score(self, point: Point, pipe: DiffRestorePipeline, restored_dir: Path) -> dict:
         ev, data = self.cfg.eval, self.cfg.data
         size = int(pipe.config.resolution)
-        if data.framing is not None:  # the restored faces are at the set's size, in its framing
+        if data.framing == ALIGNED:  # the restored faces are at the set's size
+            size = self.lq_size[0]
+            template = aligned_set_template(pipe, size)
+        elif data.framing is not None:  # the restored faces are at the set's size, in its framing
             size = self.lq_size[0]
             template = load_template(data.framing, size)
         elif pipe.config.template is not None:
@@ -263,3 +270,14 @@ def write_json(path: Path, payload: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(E.json_safe(payload), indent=1, default=str) + "\n")
     tmp.replace(path)
+
+
+def aligned_set_template(pipe: DiffRestorePipeline, size: int) -> np.ndarray:
+    """The template scoring takes for aligned faces of ``size`` px: ``diffrestore-eval``'s default (the bundled
+    template drawn at that size, e.g. ffhq_512), else the model's own scaled to that size."""
+    try:
+        return load_template(template_for_size(size), size)
+    except ValueError:
+        if pipe.config.template is None:
+            raise
+        return np.asarray(pipe.config.template, dtype=np.float64) * size / int(pipe.config.resolution)
