@@ -115,8 +115,11 @@ class FolderRun:
     def take(self, jobs: Iterable[Job]) -> Iterator[Job]:
         """The jobs the hooks let this process take, taken as the readers reach them."""
         for job in jobs:
-            if self.hooks.take(job):
-                self.taken[job.key] = job
+            with interrupts_deferred():  # a job taken (a claim on disk) is one known to release
+                taken = self.hooks.take(job)
+                if taken:
+                    self.taken[job.key] = job
+            if taken:
                 yield job
 
     def release_all(self) -> None:
@@ -163,7 +166,8 @@ class FolderRun:
         while self.writers.oldest_done() or (keep is not None and len(self.writers) > keep):
             outcome = self.writers.next().result()
             record(outcome, self.summary, self.progress)
-            self.hooks.release(self.taken.pop(outcome.job.key))
+            self.hooks.release(self.taken[outcome.job.key])  # then forgotten: Ctrl-C between releases it again
+            del self.taken[outcome.job.key]
 
     def finish(self) -> None:
         self.flush()
