@@ -57,7 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", help="pipeline folder or bundled model (default: the bundled model)")
     source.add_argument("--model-config", help="model config file: a pipeline with random weights")

@@ -39,7 +39,8 @@ BUSY_LOOP = "while True: pass"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--lq", type=Path, default=ROOT / "tests/assets/celebahq", help="a folder of aligned faces")
     p.add_argument("--faces", type=int, default=4)
     p.add_argument("--threads", default="1,2", help="comma-separated --threads values")
