@@ -206,3 +206,11 @@ def test_the_command_sets_torchs_threads(flag, load, expected, model_dir, face_p
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert cli.main(["--lq", str(face_paths[0]), "--out", str(tmp_path), "--model", str(model_dir), *FAST, *flag]) == 0
     assert seen == [expected]  # on the CPU: the idle cores, at least one, unless told
+
+
+def test_a_rerun_with_other_threads_or_prefetch_skips_the_finished_files(model_dir, face_paths, tmp_path, capsys):
+    args = ["--lq", str(face_paths[0]), "--out", str(tmp_path), "--model", str(model_dir), *FAST]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main([*args, "--threads", "2", "--prefetch", "0"]) == 0  # how fast, not what: the same outputs
+    assert "done 0 (0 faces), skipped 1" in capsys.readouterr().out

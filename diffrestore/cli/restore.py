@@ -50,7 +50,7 @@ from .progress import Progress, Summary, gather_summaries, join_processes
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-UNRECORDED = ("overwrite", "device", "batch_size", "compile")  # how fast and where, not what is asked for
+UNRECORDED = ("overwrite", "device", "batch_size", "compile", "threads")  # how fast and where, not what is asked for
 
 
 def output_options(options: RestoreOptions, settings: OutputSettings) -> dict:
