@@ -18,6 +18,13 @@ BF16_PEAK = {"H100 80GB HBM3": 989.4e12, "H100 SXM": 989.4e12, "H100 PCIe": 756.
              "H200": 989.4e12, "A100": 312.0e12, "L40S": 362.0e12, "RTX 4090": 165.2e12}
 
 
+def with_root_on_path() -> dict:
+    """The environment for a child process that imports this checkout (before any other path: the GPU
+    machines add their wheels' folder to PYTHONPATH)."""
+    paths = [str(RESULTS.parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

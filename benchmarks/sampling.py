@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_header, peak_memory_gib, report, reset_peak_memory, time_call  # noqa: E402
+from _common import machine_header, peak_memory_gib, report, reset_peak_memory, sync, time_call  # noqa: E402
 
 from diffrestore.pipeline.options import COMPILE_MODES, DTYPES, SamplingOptions  # noqa: E402
 from diffrestore.pipeline.pipeline_diffrestore import BUNDLED_MODEL, DiffRestorePipeline  # noqa: E402
@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", choices=COMPILE_MODES, help="torch.compile mode of the UNet (default: eager)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--profile", type=Path, default=None,
+                   help="also profile one call per row (after the timing) into PROFILE/profile_g<guidance>_b<batch>.txt: "
+                        "torch.profiler's operators by device time, where launch overhead or a slow kernel shows")
     p.add_argument("--append", action="store_true", help="also append the table to --results")
     p.add_argument("--results", type=Path, default=None, help="default benchmarks/RESULTS.md")
     return p.parse_args(argv)
@@ -54,6 +57,20 @@ def build_pipeline(args: argparse.Namespace, dtype: torch.dtype) -> DiffRestoreP
     if args.model_config:
         return DiffRestorePipeline.from_model_config(args.model_config).cast(dtype)
     return DiffRestorePipeline.from_pretrained(args.model, dtype=dtype)
+
+
+def write_profile(fn, device: torch.device, path: Path) -> None:
+    """One call of ``fn`` under torch.profiler: its operators by self device time (CPU time on the CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(prof.key_averages().table(sort_by=key, row_limit=30))
+    print(f"profile: {path}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"guidance": scale, "batch": batch, "faces/s": batch / seconds, "s per call": seconds,
                          "peak GiB": peak_memory_gib(device)})
             print(rows[-1], flush=True)
+            if args.profile is not None:
+                write_profile(restore, device, args.profile / f"profile_g{scale:g}_b{batch}.txt")
     source = args.model_config or args.model or f"bundled {BUNDLED_MODEL.name}"
     settings = (f"model: {source} ({size} px) · {args.steps} DDIM steps from t={args.start_t} · {args.dtype}"
                 f" · channels-last {args.channels_last} · compile {args.compile or 'off'}"

@@ -6,6 +6,9 @@
 #   bash benchmarks/suite.sh flops       # anywhere: FLOPs per face, share of the peak of the measured faces/s
 #   bash benchmarks/suite.sh cpu         # CPU: seconds per face of the bundled model
 #   bash benchmarks/suite.sh process     # CPU: the whole sample.py process on 8 aligned 512-px faces, per preset
+#   bash benchmarks/suite.sh speed       # one GPU, issue 31: folder end to end beside the pipeline alone, one face, batch 256
+#   bash benchmarks/suite.sh folder-cpu  # CPU: the same folder benchmark, small
+#   bash benchmarks/suite.sh threads     # CPU: seconds per face per --threads, idle and beside a busy process
 # RESULTS (default benchmarks/RESULTS.md) receives every table; HQ is the training faces folder.
 set -uo pipefail
 RESULTS=${RESULTS:-benchmarks/RESULTS.md}
@@ -65,7 +68,26 @@ cpu)  # the presets: unguided, default (guidance 0.5 on every 5th step), quality
   $S --device cpu --dtype fp32 --batch-sizes 1,4 --guidance 0.5 --guidance-every 2 --cfg-scale 2 --repeats 1
   $S --device cpu --dtype fp32 --batch-sizes 1 --guidance 0.5 --repeats 1   # guidance on every step
   ;;
+speed)  # issue 31 in one call: 324 aligned 512-px faces and 100 whole photos through the command (--prefetch 0 =
+        # the sequential loop, then the threaded one) beside the same faces through the pipeline alone; one face eager
+        # and under CUDA graphs (warm-up stated); the pipeline at 1 and 256 under CUDA graphs (PROFILE=DIR: operator
+        # tables of one call each)
+  # (DEVICE, MODEL, ALIGNED, WHOLES: a dry run elsewhere, e.g. DEVICE=cpu MODEL=configs/model/tiny.yaml ALIGNED=2 WHOLES=1)
+  M256="--model-config ${MODEL:-configs/model/celebahq256.yaml}"
+  $PY benchmarks/folder.py --append --results $RESULTS $M256 --device ${DEVICE:-cuda} --batch-size ${BATCH:-64} \
+    --aligned-count ${ALIGNED:-324} --whole-count ${WHOLES:-100} --whole-lq ${WHOLE:-tests/assets/whole} \
+    --latency-compile none,auto --process
+  $S $M256 --device ${DEVICE:-cuda} --batch-sizes 1,256 --compile reduce-overhead ${PROFILE:+--profile $PROFILE}
+  ;;
+folder-cpu)  # the bundled model, 8 aligned faces and 2 whole photos, one face a call (the command's CPU chunk)
+  $PY benchmarks/folder.py --append --results $RESULTS --device cpu --batch-size 1 --aligned-count 8 --whole-count 2 \
+    --latency-compile none --repeats 3
+  ;;
+threads)  # 4 faces of the bundled model per --threads, idle and beside a busy-loop process (the default's measurement)
+  $PY benchmarks/threads.py --append --results $RESULTS --lq ${FACES:-../shared/data/celebahq/val} --faces 4 \
+    --threads 1,2 --repeats 3
+  ;;
 *)
-  echo "usage: $0 sampling|training|scaling|flops|cpu" >&2; exit 2
+  echo "usage: $0 sampling|training|scaling|flops|cpu|process|speed|folder-cpu|threads" >&2; exit 2
   ;;
 esac

@@ -18,6 +18,16 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file())
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The command sets torch's threads for its process (``--threads``, 1 on the CPU): not for the next tests."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def assets_dir() -> Path:
     return ASSETS_DIR

@@ -28,7 +28,7 @@ FLAGS = {  # flag dest -> RestoreOptions key
     "eta": "eta",
     "guidance": "guidance", "seed": "seed", "batch_size": "batch_size", "device": "device", "dtype": "dtype",
     "upscale": "upscale", "aligned": "aligned", "only_center_face": "only_center_face",
-    "save_comparison": "save_comparison", "overwrite": "overwrite",
+    "save_comparison": "save_comparison", "overwrite": "overwrite", "threads": "threads",
 }
 # --fidelity f: DifFace's N = FIDELITY_MAX_START_T * (1 - f)^2, so that 0.5 is the default preset
 # (N = 100), 0 the prior's realism (N = 400), 1 the backbone's fidelity (N = 0). It leaves identity
@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--dtype", choices=["auto", "fp32", "fp16", "bf16"],
                    help="auto (default): bf16 on CUDA, fp32 elsewhere")
+    p.add_argument("--threads", type=int,
+                   help="torch's CPU threads (default on the CPU: the cores the load average leaves idle, at\n"
+                        "least 1, measured fastest; on a GPU torch's own)")
+    p.add_argument("--prefetch", type=int,
+                   help="images read and prepared ahead while the model runs, on background threads that\n"
+                        "also write the results (default: two model calls' worth; 0: one at a time, in turn)")
     p.add_argument("--upscale", type=float, help="output scale of the input's size, in (0, 8] (default 1)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--aligned", dest="aligned", action="store_const", const=True,

@@ -31,6 +31,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -41,6 +42,7 @@ from ..pipeline.pipeline_diffrestore import model_folder
 from .files import (Job, OutputSettings, UsageError, blocking_file, check_input, check_output_folder, default_out,
                     extras_notes, finished_output, ignored_files, interrupts_deferred, plan_jobs,
                     remove_stale_temporaries, write_outputs)
+from .folder import FileHooks, restore_pipelined, write_files
 from .ledger import release_claim, try_claim
 from .options import build_options, check_options, parse_args
 from .progress import Progress, Summary, gather_summaries, join_processes
@@ -48,7 +50,7 @@ from .progress import Progress, Summary, gather_summaries, join_processes
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-UNRECORDED = ("overwrite", "device", "batch_size", "compile")  # how fast and where, not what is asked for
+UNRECORDED = ("overwrite", "device", "batch_size", "compile", "threads")  # how fast and where, not what is asked for
 
 
 def output_options(options: RestoreOptions, settings: OutputSettings) -> dict:
@@ -126,22 +128,39 @@ def take(job: Job, run: Run) -> bool:
     return True
 
 
-def restore_jobs(jobs: Sequence[Job], run: Run, summary: Summary, progress: Progress) -> None:
-    """Restore ``jobs`` (none skipped) that no other process restores, recording each in ``summary``."""
-    from ..pipeline.restore import FaceRestorer
+def take_or_leave(job: Job, run: Run, summary: Summary, progress: Progress) -> bool:
+    """``take`` ``job``; one that another process has is counted as its."""
+    if take(job, run):
+        return True
+    summary.others.append(str(job.source))
+    progress.other(job)
+    return False
 
+
+def restore_jobs(jobs: Sequence[Job], run: Run, summary: Summary, progress: Progress,
+                 prefetch: Optional[int] = None) -> None:
+    """Restore ``jobs`` (none skipped) that no other process restores, recording each in ``summary``:
+    ``prefetch`` images read ahead while the model runs (None: two calls' worth; 0: the sequential loop,
+    one chunk read, restored, written at a time)."""
+    from ..pipeline.restore import FaceRestorer, resolve_device, set_threads
+
+    set_threads(run.options.threads, resolve_device(run.options.device))
     try:
         restorer = FaceRestorer.from_options(run.options)
     except (OSError, ValueError) as err:  # the folder passed check_options: its weights are broken
         raise UsageError(f"--model {model_folder(run.options.model)}: cannot be loaded ({err})") from err
     size = images_per_chunk(restorer, run.options)
+    if prefetch != 0:
+        hooks = FileHooks(write=partial(write_files, run.settings, run.recorded),
+                          take=partial(take_or_leave, run=run, summary=summary, progress=progress),
+                          release=lambda job: release_claim(job.ledger))
+        restore_pipelined(restorer, jobs, run.options.aligned, hooks, summary, progress, size,
+                          2 * size if prefetch is None else prefetch)
+        return
     chunk: list[Job] = []
     for i, job in enumerate(jobs):
-        if take(job, run):
+        if take_or_leave(job, run, summary, progress):
             chunk.append(job)
-        else:
-            summary.others.append(str(job.source))
-            progress.other(job)
         if chunk and (len(chunk) == size or i == len(jobs) - 1):
             try:
                 restore_chunk(restorer, chunk, run, summary, progress)
@@ -157,6 +176,8 @@ def prepare(args: argparse.Namespace) -> tuple[RestoreOptions, OutputSettings, P
     check_options(options)
     if not 1 <= args.quality <= 100:
         raise UsageError(f"--quality {args.quality}: must be in 1..100")
+    if args.prefetch is not None and args.prefetch < 0:
+        raise UsageError(f"--prefetch {args.prefetch}: must be >= 0 (0: no reading ahead)")
     if Path(args.suffix).name != args.suffix:
         raise UsageError(f"--suffix {args.suffix!r}: must not contain a path separator")
     check_input(args.lq)
@@ -208,7 +229,7 @@ def restore_all(args: argparse.Namespace, options: RestoreOptions, settings: Out
     progress = Progress(len(todo), args.quiet, args.verbose, enabled=processes.is_main)
     try:
         if todo:
-            restore_jobs(todo, run, summary, progress)
+            restore_jobs(todo, run, summary, progress, args.prefetch)
     except KeyboardInterrupt:
         progress.close()
         summary.left = (len(todo) - len(summary.done) - (len(summary.failed) - blocked)

@@ -11,6 +11,7 @@ image as an aligned face). Nothing here raises for it.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -50,14 +51,16 @@ class FaceDetector:
         self.min_face_size = min_face_size
         self.threshold = threshold
         self._mtcnn = None
+        self._creating = threading.Lock()  # the folder pipeline detects on several threads
 
     @property
     def mtcnn(self):
-        if self._mtcnn is None:
-            from facenet_pytorch import MTCNN  # imports torchvision: keep it off the import path
+        with self._creating:
+            if self._mtcnn is None:
+                from facenet_pytorch import MTCNN  # imports torchvision: keep it off the import path
 
-            self._mtcnn = MTCNN(keep_all=True, min_face_size=self.min_face_size, post_process=False,
-                                device=self.device)
+                self._mtcnn = MTCNN(keep_all=True, min_face_size=self.min_face_size, post_process=False,
+                                    device=self.device)
         return self._mtcnn
 
     def detect(self, image: Image.Image, pad: float = 0.0) -> list[DetectedFace]:

@@ -25,6 +25,8 @@ GUIDANCE_TARGETS = ("backbone", "irn")
 GUIDANCE_NETWORKS = ("phi", "sface")
 GUIDANCE_SCHEDULES = ("constant", "sigma")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's
+# auto: reduce-overhead (CUDA graphs, batches padded to fixed shapes) on CUDA, eager elsewhere
+COMPILE_CHOICES = ("auto", *COMPILE_MODES)
 MAX_UPSCALE = 8  # beyond it the output is only bicubic blur, and 40x made 10240 px images
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -117,7 +119,10 @@ class RestoreOptions(SamplingOptions):
     batch_size: int = 16  # faces per forward pass
     device: str = "auto"  # auto (cuda, mps, cpu) | cuda | cuda:1 | mps | cpu
     dtype: str = "auto"  # auto (bf16 on cuda, fp32 elsewhere) | fp32 | fp16 | bf16
-    compile: Optional[str] = None  # torch.compile mode of the UNet (reduce-overhead: CUDA graphs; GPU, large folders)
+    # torch.compile mode of the UNet (reduce-overhead: CUDA graphs; auto: reduce-overhead on CUDA only; None: eager).
+    # Eager by default: the first call compiles for tens of seconds, which only a long run or a server amortises.
+    compile: Optional[str] = None
+    threads: Optional[int] = None  # torch's CPU threads (None: the idle cores on the CPU, torch's own on a GPU)
     aligned: Optional[bool] = None  # True: inputs are aligned faces; False: whole photos; None: per image
     upscale: float = 1.0  # output scale of whole photos (bicubic background) and of aligned faces (of the input size)
     only_center_face: bool = False  # whole photos: restore only the face nearest the centre
@@ -135,7 +140,8 @@ class RestoreOptions(SamplingOptions):
             ("eta", self.eta == 0 or self.scheduler in (None, "ddim"), "applies to the ddim scheduler only"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
             ("dtype", self.dtype == "auto" or self.dtype in DTYPES, f"must be auto or one of {', '.join(DTYPES)}"),
-            ("compile", self.compile is None or self.compile in COMPILE_MODES, one_of(COMPILE_MODES)),
+            ("compile", self.compile is None or self.compile in COMPILE_CHOICES, one_of(COMPILE_CHOICES)),
+            ("threads", self.threads is None or self.threads >= 1, "must be at least 1"),
             ("upscale", 0 < self.upscale <= MAX_UPSCALE, f"must be in (0, {MAX_UPSCALE}]"),
             ("feather", 0 <= self.feather <= 0.5, "must be in [0, 0.5]"),
             ("detail", self.detail >= 0, "must be >= 0"),

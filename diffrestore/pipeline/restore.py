@@ -16,6 +16,11 @@ face when it is square and MTCNN finds either no face (too degraded to detect) o
 whose landmarks already sit on the model's template (scaled to the image size) within a tolerance;
 otherwise it is a whole photo. Force a mode with ``aligned=True`` / ``False`` (``--aligned`` / ``--whole``).
 
+``restore_photos`` is three steps that a folder loop runs on different threads (``cli.folder``): ``prepare``
+(detect and align one image), ``restore_faces_of`` (the model on the faces of several prepared images) and
+``assemble`` (paste back or resize one image). Under CUDA graphs (``compile`` reduce-overhead, or auto on
+CUDA) every model call is padded to a power of two faces (at most ``batch_size``), so that few shapes are captured.
+
 Every face gets its own random generator seeded from ``seed`` and a key (the file's relative path and
 the face's index), so a face's result does not depend on the batch it was restored in, on the order
 of the files, or on whether an interrupted run was resumed. (Bit for bit on the CPU; on CUDA, batch
@@ -24,6 +29,7 @@ size and the non-deterministic backward kernels used by identity guidance can ch
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -56,6 +62,30 @@ class Restoration:
     failure: str = ""  # set when the model's output is unusable (NaN/Inf, constant): nothing to save
 
 
+@dataclass
+class PreparedImage:
+    """An image made ready for the model by ``FaceRestorer.prepare`` (thread-safe, so a folder's next
+    images are prepared while the model runs): its mode, its faces aligned at the model's resolution
+    and what pasting them back needs."""
+
+    photo: Image.Image
+    key: str
+    mode: str  # "aligned" | "whole"
+    matrices: list[np.ndarray]  # whole photos: photo -> face matrices
+    note: str
+    faces: Optional[Tensor]  # (num_faces, 3, R, R) in [-1, 1]; None when a photo has no face
+
+    @property
+    def num_faces(self) -> int:
+        return 0 if self.faces is None else len(self.faces)
+
+    @property
+    def face_keys(self) -> list[str]:
+        if self.mode == "aligned":
+            return [self.key]
+        return [f"{self.key}#{i}" for i in range(self.num_faces)]
+
+
 def face_problem(faces: Tensor) -> str:
     """Why restored faces (N, 3, R, R) in [-1, 1] are unusable, or "": broken weights give NaN / Inf or a
     face collapsed to one colour, which would otherwise be saved as a black image."""
@@ -75,6 +105,45 @@ def resolve_device(name: str) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def idle_cores() -> int:
+    """The cores the 1-minute load average leaves idle, at least 1 (all of them where it is unknown).
+
+    The default thread count on the CPU (benchmarks/RESULTS.md, "Issue 31: CPU threads", 2 cores): one thread
+    beside another busy process was up to 40 % faster than two, two on an idle machine up to 30 % faster."""
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows has no load average
+        return cores
+    return max(1, min(cores, cores - round(busy)))
+
+
+def set_threads(threads: Optional[int], device: torch.device) -> None:
+    """torch's CPU threads for this process: ``threads``, else ``idle_cores()`` when restoring on the CPU
+    (on a GPU torch's own default). Process-wide: the command calls it, a library user may."""
+    threads = threads or (idle_cores() if device.type == "cpu" else None)
+    if threads is None:
+        return
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # torch allows it once, before any inter-op work: later calls keep the first value
+        pass
+
+
+def resolve_compile(mode: Optional[str], device: torch.device) -> Optional[str]:
+    """The torch.compile mode of the UNet: ``auto`` is reduce-overhead (CUDA graphs) on CUDA, eager elsewhere."""
+    if mode == "auto":
+        return "reduce-overhead" if device.type == "cuda" else None
+    return mode
+
+
+def padded_size(count: int, batch_size: int) -> int:
+    """The batch ``count`` faces run in under CUDA graphs: the next power of two, at most ``batch_size``
+    (a graph is captured per shape: log2(batch_size) + 1 of them at most, a single face stays a batch of 1)."""
+    return min(batch_size, 1 << max(0, count - 1).bit_length())
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -111,7 +180,9 @@ class FaceRestorer:
         if options.scheduler is not None:  # a name of SCHEDULERS: options.check() refuses any other
             scheduler = SCHEDULERS[options.scheduler].from_config(pipeline.scheduler.config)
             pipeline = pipeline.with_components(scheduler=scheduler)
-        self.pipeline = pipeline.to(self.device).optimize(compile_mode=options.compile)
+        compile_mode = resolve_compile(options.compile, self.device)
+        self.pipeline = pipeline.to(self.device).optimize(compile_mode=compile_mode)
+        self.fixed_shapes = compile_mode == "reduce-overhead"  # pad batches: no new CUDA graph per size
         self.pipeline.set_progress_bar_config(disable=True)
         self.resolution = int(pipeline.config.resolution)
         template = pipeline.config.template
@@ -136,8 +207,18 @@ class FaceRestorer:
         for start in range(0, len(faces), size):
             generators = [torch.Generator().manual_seed(face_seed(self.options.seed, key))
                           for key in keys[start:start + size]]
-            out.append(self.restore_batch(faces[start:start + size].to(self.device), generators).float().cpu())
+            out.append(self._restore_padded(faces[start:start + size].to(self.device), generators).float().cpu())
         return torch.cat(out) if out else faces.new_zeros((0, 3, self.resolution, self.resolution))
+
+    def _restore_padded(self, faces: Tensor, generators: list[torch.Generator]) -> Tensor:
+        """``restore_batch``, run at ``padded_size`` faces under fixed shapes (copies of the last face, whose
+        results are dropped: each face has its own generator, so the others do not change)."""
+        missing = padded_size(len(faces), self.options.batch_size) - len(faces) if self.fixed_shapes else 0
+        if missing <= 0:
+            return self.restore_batch(faces, generators)
+        padding = faces[-1:].expand(missing, -1, -1, -1)
+        spare = [torch.Generator().manual_seed(0) for _ in range(missing)]
+        return self.restore_batch(torch.cat([faces, padding]), generators + spare)[:len(faces)]
 
     def restore_batch(self, faces: Tensor, generators: list[torch.Generator]) -> Tensor:
         """One batch of aligned faces at the model's resolution -> restored, in [-1, 1]: the pipeline
@@ -180,34 +261,46 @@ class FaceRestorer:
         come back grey.
         ``aligned``: True / False forces the mode, None decides per image (see the module docstring)."""
         keys = list(keys) if keys is not None else [str(i) for i in range(len(photos))]
-        plans = [self._plan(photo, aligned) for photo in photos]
-        face_batches, face_keys = [], []
-        for photo, key, (mode, matrices, _) in zip(photos, keys, plans):
-            if mode == "aligned":
-                face_batches.append(resize_face(pil_to_tensor(photo), self.resolution)[None])
-                face_keys.append(key)
-            elif matrices:
-                face_batches.append(align_faces(pil_to_tensor(photo), matrices, self.resolution))
-                face_keys += [f"{key}#{i}" for i in range(len(matrices))]
-        inputs = torch.cat(face_batches) if face_batches else None
-        restored = self._restore_faces(inputs, face_keys) if inputs is not None else None
+        return self.restore_prepared([self.prepare(photo, key, aligned) for photo, key in zip(photos, keys)])
 
-        results, used = [], 0
-        for photo, (mode, matrices, note) in zip(photos, plans):
-            count = 1 if mode == "aligned" else len(matrices)
-            faces = restored[used:used + count] if count else None
-            aligned_inputs = inputs[used:used + count] if count else None
-            used += count
-            if mode == "aligned":
-                result = Restoration(tensor_to_pil(self._upscale_face(faces[0], photo.size)), 1, mode, note)
-            else:
-                result = self._paste(photo, faces, aligned_inputs, matrices)
-            result.input_faces, result.restored_faces = aligned_inputs, faces
-            result.failure = face_problem(faces) if count else ""
-            if is_grey(photo):  # the model tints grey faces (pink lips): a grey photo comes back grey
-                result.image = as_grey(result.image)
-            results.append(result)
-        return results
+    def prepare(self, photo: Image.Image, key: str, aligned: Optional[bool] = None) -> PreparedImage:
+        """Everything before the model for one image: its mode (detection) and its faces aligned at the
+        model's resolution. Safe to call from several threads while the model runs."""
+        mode, matrices, note = self._plan(photo, aligned)
+        if mode == "aligned":
+            faces = resize_face(pil_to_tensor(photo), self.resolution)[None]
+        else:
+            faces = align_faces(pil_to_tensor(photo), matrices, self.resolution) if matrices else None
+        return PreparedImage(photo, key, mode, matrices, note, faces)
+
+    def restore_prepared(self, prepared: Sequence[PreparedImage]) -> list[Restoration]:
+        """The model on the faces of all ``prepared`` images together, then each image put back together."""
+        return [self.assemble(item, faces) for item, faces in zip(prepared, self.restore_faces_of(prepared))]
+
+    def restore_faces_of(self, prepared: Sequence[PreparedImage]) -> list[Optional[Tensor]]:
+        """The model on the faces of all ``prepared`` images together: each image's restored faces (None
+        for an image without any), float32 on the CPU."""
+        with_faces = [item for item in prepared if item.faces is not None]
+        keys = [key for item in with_faces for key in item.face_keys]
+        restored = self._restore_faces(torch.cat([item.faces for item in with_faces]), keys) if with_faces else None
+        faces, used = [], 0
+        for item in prepared:
+            faces.append(restored[used:used + item.num_faces] if item.num_faces else None)
+            used += item.num_faces
+        return faces
+
+    def assemble(self, item: PreparedImage, faces: Optional[Tensor]) -> Restoration:
+        """The restored image of ``item`` from its restored ``faces`` (pasted back or resized, checked, grey
+        kept grey). Safe to call from several threads (the folder loop does it beside the model)."""
+        if item.mode == "aligned":
+            result = Restoration(tensor_to_pil(self._upscale_face(faces[0], item.photo.size)), 1, item.mode, item.note)
+        else:
+            result = self._paste(item.photo, faces, item.faces, item.matrices)
+        result.input_faces, result.restored_faces = item.faces, faces
+        result.failure = face_problem(faces) if item.num_faces else ""
+        if is_grey(item.photo):  # the model tints grey faces (pink lips): a grey photo comes back grey
+            result.image = as_grey(result.image)
+        return result
 
     # ----------------------------------------------------------------------------------------------
     # helpers
