@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,16 @@ def assets_dir() -> Path:
 @pytest.fixture(scope="session")
 def face_paths(assets_dir: Path) -> list[Path]:
     return _images(assets_dir / "faces")
+
+
+@pytest.fixture
+def photos(tmp_path: Path, face_paths: list[Path]) -> Path:
+    """A folder ``tmp_path/photos`` holding copies of two of the faces: a user's input folder."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in face_paths[:2]:
+        shutil.copy(path, folder / path.name)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ no silent wrong output, arguments refused up front, grey stays grey, stale tempo
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,19 +40,10 @@ def corrupt(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.fixture
-def faces(tmp_path, face_paths) -> Path:
-    folder = tmp_path / "faces"
-    folder.mkdir()
-    for path in face_paths[:2]:
-        shutil.copy(path, folder / path.name)
-    return folder
-
-
-def test_corrupted_weights_of_a_checked_folder_exit_2_naming_the_file(tmp_path, faces):
+def test_corrupted_weights_of_a_checked_folder_exit_2_naming_the_file(tmp_path, photos):
     model = tiny_model(tmp_path / "tiny", checksums=True)
     corrupt(model / UNET_WEIGHTS)
-    run = run_cli("--lq", str(faces), "--out", str(tmp_path / "out"), "--model", str(model), "--aligned", *FAST)
+    run = run_cli("--lq", str(photos), "--out", str(tmp_path / "out"), "--model", str(model), "--aligned", *FAST)
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 2 and len(lines) == 1, run.stderr
     assert str(model / UNET_WEIGHTS) in lines[0] and "corrupted" in lines[0] and CHECKSUM_FILE in lines[0]
@@ -78,13 +68,13 @@ def nan_unet_model(folder: Path) -> Path:
     return folder
 
 
-def test_a_nan_face_is_a_failed_file_never_written(tmp_path, faces):
+def test_a_nan_face_is_a_failed_file_never_written(tmp_path, photos):
     model = nan_unet_model(tmp_path / "nan")
     out = tmp_path / "out"
-    run = run_cli("--lq", str(faces), "--out", str(out), "--model", str(model), "--aligned", *FAST)
+    run = run_cli("--lq", str(photos), "--out", str(out), "--model", str(model), "--aligned", *FAST)
     assert run.returncode == 1, run.stdout + run.stderr
-    for name in sorted(p.name for p in faces.iterdir()):  # every file reported, the batch went on
-        assert f"FAILED {faces / name}: the model's output for face 0 is not finite (NaN/Inf)" in run.stdout
+    for name in sorted(p.name for p in photos.iterdir()):  # every file reported, the batch went on
+        assert f"FAILED {photos / name}: the model's output for face 0 is not finite (NaN/Inf)" in run.stdout
     assert not list(out.glob("*.webp"))
 
 
@@ -111,18 +101,18 @@ def test_a_collapsed_face_fails_only_its_own_file(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("value", ["inf", "nan", "0", "-1", "8.5", "40"])
-def test_upscale_outside_0_to_8_is_refused_up_front(value, tmp_path, faces):
-    run = run_cli("--lq", str(faces), "--upscale", value, "--device", "cpu")
+def test_upscale_outside_0_to_8_is_refused_up_front(value, tmp_path, photos):
+    run = run_cli("--lq", str(photos), "--upscale", value, "--device", "cpu")
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 2 and len(lines) == 1, run.stderr
     assert lines[0].startswith(f"error: --upscale {float(value)!r}: must be in (0, 8]"), lines[0]
-    assert not (tmp_path / "faces_restored").exists()
+    assert not (tmp_path / "photos_restored").exists()
 
 
-def test_upscale_8_passes_the_checks(faces):
+def test_upscale_8_passes_the_checks(photos):
     from diffrestore.cli import restore as cli
 
-    options, _, _, _ = cli.prepare(cli.parse_args(["--lq", str(faces), "--upscale", "8", "--device", "cpu"]))
+    options, _, _, _ = cli.prepare(cli.parse_args(["--lq", str(photos), "--upscale", "8", "--device", "cpu"]))
     assert options.upscale == 8
 
 
@@ -147,7 +137,7 @@ def test_grey_inputs_stay_grey(tmp_path, face_paths):
         assert rgb.std() > 10, name  # restored, not blank
 
 
-def test_stale_temporaries_of_killed_saves_are_removed_at_start(tmp_path, faces):
+def test_stale_temporaries_of_killed_saves_are_removed_at_start(tmp_path, photos):
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
     stale = [out / ".face.png.k3j_9xq2.tmp", out / "sub" / ".other.jpg.abcdefgh.tmp"]
@@ -159,7 +149,7 @@ def test_stale_temporaries_of_killed_saves_are_removed_at_start(tmp_path, faces)
     for path in [*stale, foreign]:
         os.utime(path, (an_hour_ago, an_hour_ago))
     model = tiny_model(tmp_path / "tiny")
-    run = run_cli("--lq", str(faces), "--out", str(out), "--model", str(model), "--aligned", *FAST)
+    run = run_cli("--lq", str(photos), "--out", str(out), "--model", str(model), "--aligned", *FAST)
     assert run.returncode == 0, run.stdout + run.stderr
     assert not any(path.exists() for path in stale)
     assert fresh.exists() and foreign.exists()
@@ -172,8 +162,8 @@ def test_version():
     assert run.returncode == 0 and run.stdout.strip() == f"diffrestore {__version__}"
 
 
-def test_a_wrong_model_name_lists_the_bundled_models(faces):
-    run = run_cli("--lq", str(faces), "--model", "utkface", "--device", "cpu", cwd=faces)
+def test_a_wrong_model_name_lists_the_bundled_models(photos):
+    run = run_cli("--lq", str(photos), "--model", "utkface", "--device", "cpu", cwd=photos)
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 2 and len(lines) == 1, run.stderr
     assert lines[0].startswith("error: --model utkface: not a pipeline folder") and \
@@ -189,15 +179,15 @@ def test_help_explains_every_option():
         assert action.help, f"{action.option_strings or action.dest} has no help text"
 
 
-def test_named_presets_work_from_any_folder(tmp_path, faces):
+def test_named_presets_work_from_any_folder(tmp_path, photos):
     from diffrestore.cli import restore as cli
 
-    run = run_cli("--lq", str(faces), "--preset", "nosuch", cwd=tmp_path)
+    run = run_cli("--lq", str(photos), "--preset", "nosuch", cwd=tmp_path)
     assert run.returncode == 2 and "--preset: invalid choice: 'nosuch'" in run.stderr and "quality" in run.stderr
-    args = cli.parse_args(["--lq", str(faces), "--preset", "utkface128_quality", "--device", "cpu"])
+    args = cli.parse_args(["--lq", str(photos), "--preset", "utkface128_quality", "--device", "cpu"])
     options, _, _, _ = cli.prepare(args)
     assert (options.cfg_scale, options.guidance_every, options.steps) == (2.0, 2, 50)  # its defaults chain too
     model = tiny_model(tmp_path / "tiny")
-    run = run_cli("--lq", str(faces), "--out", str(tmp_path / "out"), "--model", str(model), "--preset", "quality",
+    run = run_cli("--lq", str(photos), "--out", str(tmp_path / "out"), "--model", str(model), "--preset", "quality",
                   "--aligned", *FAST, cwd=tmp_path)
     assert run.returncode == 0 and "done 2" in run.stdout, run.stdout + run.stderr

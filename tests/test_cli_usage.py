@@ -3,7 +3,6 @@ without images) with ONE line naming it, before any model is loaded."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,6 @@ def no_model_loads(monkeypatch):
 
     monkeypatch.setattr(FaceRestorer, "from_options", classmethod(refuse))
     monkeypatch.setattr(DiffRestorePipeline, "from_pretrained", classmethod(refuse))
-
-
-@pytest.fixture
-def photos(tmp_path, face_paths) -> Path:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for path in face_paths[:2]:
-        shutil.copy(path, folder / path.name)
-    return folder
 
 
 def a_file(tmp_path: Path) -> Path:
