@@ -21,7 +21,7 @@ from ...models.builders import load_template, template_for_size
 from ...config import ConfigError
 from ...io import list_images, load_image, pil_to_tensor, save_image, spread_subset
 from ..metrics import load_identity_evaluator, vqgan_feature_extractor
-from ..restore_set import ALIGNED
+from ..restore_set import ALIGNED, restore_chunk
 from ...pipeline.pipeline_diffrestore import DiffRestorePipeline
 from ...pipeline.restore import resolve_device, resolve_dtype
 from .config import Point
@@ -192,9 +192,9 @@ class SweepRunner:
         keys, framing = [p.name for p in paths], self.cfg.data.framing
         if framing is None:
             return restorer.restore_aligned([load_image(p) for p in paths], keys=keys)
-        if framing == ALIGNED:  # as `diffrestore --aligned` restores them (diffrestore-eval-restore's default)
-            photos = restorer.restore_photos([load_image(p) for p in paths], keys, aligned=True)
-            return [pil_to_tensor(photo.image) for photo in photos]
+        if framing == ALIGNED:  # as `diffrestore --aligned` restores them: diffrestore-eval-restore's own chunk
+            return [pil_to_tensor(face) for face in restore_chunk(restorer, [load_image(p) for p in paths], paths,
+                                                                  ALIGNED)]
         return restorer.restore_framed([pil_to_tensor(load_image(p)) for p in paths], keys, framing)
 
     def _score_point(self, point: Point, point_dir: Path, record: dict) -> dict:
