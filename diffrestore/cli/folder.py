@@ -75,15 +75,20 @@ def load_failure(job: Job, err: BaseException) -> str:
 
 def finish_job(restorer: FaceRestorer, loaded: Loaded, faces: Optional[Tensor], hooks: FileHooks) -> Outcome:
     """The image put back together and written: on a writer thread, beside the model's next call."""
-    job = loaded.job
     try:
         result = restorer.assemble(loaded.prepared, faces)
     except Exception as err:  # noqa: BLE001 - a file that cannot be put back together fails alone
-        return Outcome(job, failure=f"{type(err).__name__}: {err}")
+        return Outcome(loaded.job, failure=f"{type(err).__name__}: {err}")
+    return written(loaded.job, loaded.image, loaded.extras, result, hooks.write)
+
+
+def written(job: Job, image: Image.Image, extras: ImageExtras, result: Restoration,
+            write: Callable[[Job, Image.Image, ImageExtras, Restoration], list[str]]) -> Outcome:
+    """A restored image's files written by ``write`` (``FileHooks.write``), or why they were not."""
     if result.failure:
         return Outcome(job, failure=result.failure)
     try:
-        notes = hooks.write(job, loaded.image, loaded.extras, result)
+        notes = write(job, image, extras, result)
     except (OSError, ValueError) as err:
         return Outcome(job, failure=str(err))
     return Outcome(job, result, notes=notes)

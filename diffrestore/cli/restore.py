@@ -40,9 +40,8 @@ from ..io import IMAGE_EXTENSIONS, ImageLoadError, load_image_with_extras
 from ..pipeline.options import RestoreOptions
 from ..pipeline.pipeline_diffrestore import model_folder
 from .files import (Job, OutputSettings, UsageError, blocking_file, check_input, check_output_folder, default_out,
-                    extras_notes, finished_output, ignored_files, interrupts_deferred, plan_jobs,
-                    remove_stale_temporaries, write_outputs)
-from .folder import FileHooks, restore_pipelined, write_files
+                    finished_output, ignored_files, interrupts_deferred, plan_jobs, remove_stale_temporaries)
+from .folder import FileHooks, Outcome, record, restore_pipelined, write_files, written
 from .ledger import release_claim, try_claim
 from .options import build_options, check_options, parse_args
 from .progress import Progress, Summary, gather_summaries, join_processes
@@ -87,29 +86,15 @@ def restore_chunk(restorer, jobs: Sequence[Job], run: Run, summary: Summary, pro
                                           aligned=run.options.aligned)
     except Exception as err:  # noqa: BLE001 - isolate the file that breaks a batch, keep the others
         if len(loaded) == 1:
-            summary.failed.append((str(loaded[0][0].source), f"{type(err).__name__}: {err}"))
-            progress.image(loaded[0][0], failure=f"{type(err).__name__}: {err}")
+            record(Outcome(loaded[0][0], failure=f"{type(err).__name__}: {err}"), summary, progress)
             return
         for job, _, _ in loaded:
             restore_chunk(restorer, [job], run, summary, progress)
         return
+    write = partial(write_files, run.settings, run.recorded)
     with interrupts_deferred():
         for (job, image, extras), result in zip(loaded, results):
-            if result.failure:
-                summary.failed.append((str(job.source), result.failure))
-                progress.image(job, failure=result.failure)
-                continue
-            try:
-                write_outputs(job, image, extras, result, run.settings, run.recorded)
-            except (OSError, ValueError) as err:
-                summary.failed.append((str(job.source), str(err)))
-                progress.image(job, failure=str(err))
-                continue
-            summary.done.append(str(job.source))
-            summary.faces += result.num_faces
-            summary.notes += [(str(job.source), note) for note in [result.note, *extras_notes(extras, job.target)]
-                              if note]
-            progress.image(job, result)
+            record(written(job, image, extras, result, write), summary, progress)
 
 
 def images_per_chunk(restorer, options: RestoreOptions) -> int:
