@@ -171,13 +171,18 @@ def load_config(path: str | Path, schema: type, overrides: Sequence[str] = ()) -
     return complete(cfg, str(path))
 
 
+def plain_dict(section: Mapping[str, Any]) -> dict[str, Any]:
+    """A config section (``DictConfig`` or mapping) as a plain dict of plain values."""
+    return OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section)
+
+
 def check_kwargs(target: Any, kwargs: Mapping[str, Any], key: str) -> dict[str, Any]:
     """Return ``kwargs`` as a plain dict after checking each name is a parameter of ``target``.
 
     Model sections of a config are constructor arguments (of a ``diffusers`` model, say); a typo
     there would otherwise be dropped with a warning and silently change the architecture.
     """
-    plain = OmegaConf.to_container(kwargs, resolve=True) if isinstance(kwargs, DictConfig) else dict(kwargs)
+    plain = plain_dict(kwargs)
     params = inspect.signature(target).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         for name in plain:

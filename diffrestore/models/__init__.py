@@ -3,8 +3,8 @@ and the score model ``diffusers.UNet2DModel``."""
 
 from .backbone import RestorationNet
 from .discriminator import PatchDiscriminator
-from .identity import FacenetIdentity, IdentityNet, SFaceIdentity, sface_model_path
+from .identity import FacenetIdentity, IdentityNet, SFaceIdentity, SFaceNet, load_identity_folder, sface_model_path
 from .mask import LatentMask
 
-__all__ = ["RestorationNet", "PatchDiscriminator", "IdentityNet", "FacenetIdentity", "SFaceIdentity",
-           "sface_model_path", "LatentMask"]
+__all__ = ["RestorationNet", "PatchDiscriminator", "IdentityNet", "FacenetIdentity", "SFaceIdentity", "SFaceNet",
+           "load_identity_folder", "sface_model_path", "LatentMask"]

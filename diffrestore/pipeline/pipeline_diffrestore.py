@@ -42,7 +42,7 @@ from .checksums import verify_checksums
 from .colorfix import COLOR_FIX_FUNCTIONS
 from ..config import load_config
 from ..models.codec import AUTOENCODER, LatentCodec
-from ..models import IdentityNet, LatentMask, RestorationNet
+from ..models import IdentityNet, LatentMask, RestorationNet, SFaceNet
 from .options import COMPILE_MODES, SamplingOptions, check_choice, with_settings
 from .processing import OUTPUT_TYPES, ImageInput, from_face_batch, to_face_batch
 
@@ -110,7 +110,7 @@ class DiffRestorePipeline(DiffusionPipeline):
         scheduler: SchedulerMixin,
         backbone: RestorationNet,
         identity: Optional[IdentityNet] = None,
-        irn: Optional[IdentityNet] = None,
+        irn: Optional[IdentityNet | SFaceNet] = None,
         mask: Optional[LatentMask] = None,
         resolution: int = 128,
         template: Optional[list] = None,

@@ -23,12 +23,14 @@ import torch
 from diffusers import UNet2DModel
 
 from ..config import ConfigError
-from ..models import IdentityNet, LatentMask, RestorationNet
+from ..models import LatentMask, RestorationNet, load_identity_folder
 from ..models.codec import AUTOENCODER
 from ..pipeline.pipeline_diffrestore import DiffRestorePipeline, load_model_config
 
-COMPONENTS = {"vqgan": AUTOENCODER, "unet": UNet2DModel, "backbone": RestorationNet, "identity": IdentityNet,
-              "irn": IdentityNet, "mask": LatentMask}
+# how each component's folder loads (the identity networks by the class their config names)
+COMPONENTS = {"vqgan": AUTOENCODER.from_pretrained, "unet": UNet2DModel.from_pretrained,
+              "backbone": RestorationNet.from_pretrained, "identity": load_identity_folder, "irn": load_identity_folder,
+              "mask": LatentMask.from_pretrained}
 REQUIRED = ("vqgan", "unet", "backbone")
 
 
@@ -46,9 +48,9 @@ def assemble(folders: dict[str, Optional[Path]], model_config: Path, overrides: 
     """A pipeline of the component ``folders`` (by component name; None: left out)."""
     cfg = load_model_config(model_config, overrides)
     parts = {}
-    for name, cls in COMPONENTS.items():
+    for name, load in COMPONENTS.items():
         folder = folders.get(name)
-        parts[name] = cls.from_pretrained(str(component_folder(Path(folder), name))).eval() if folder else None
+        parts[name] = load(str(component_folder(Path(folder), name))).eval() if folder else None
     return DiffRestorePipeline.from_parts(cfg, **parts)
 
 

@@ -19,7 +19,7 @@ from ...models.codec import AUTOENCODER, LatentCodec, load_autoencoder
 from ...config import ConfigError, merge_config
 from ...data.datasets import HQFaceDataset, PairedFaceDataset
 from ...measures import hub_checkpoint
-from ...models import FacenetIdentity, IdentityNet, RestorationNet
+from ...models import FacenetIdentity, IdentityNet, RestorationNet, load_identity_folder
 
 if TYPE_CHECKING:
     from ..schema import TrainConfig
@@ -79,7 +79,7 @@ def load_unet(cfg: TrainConfig) -> UNet2DModel:
 
 
 def load_irn(cfg: TrainConfig) -> nn.Module:
-    return IdentityNet.from_pretrained(pretrained_path(cfg, "irn"), torch_dtype=torch.float32)
+    return load_identity_folder(pretrained_path(cfg, "irn"), torch_dtype=torch.float32)
 
 
 def load_identity_network(spec: str, model_cfg: ModelConfig) -> nn.Module:

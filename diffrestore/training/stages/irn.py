@@ -1,8 +1,12 @@
-"""Stage ``irn``: the identity recovery network (an ``IdentityNet``) that reads the DEGRADED face y
-and predicts the frozen identity network's embedding of the HQ face: ``1 - cos(irn(y), phi(x_HQ))``,
-plus ``loss.lq_weight`` (0 by default) times ``1 - cos(irn(y), phi(y))``. Its output is the target of
-the sampler's identity guidance. The log's ``cos_phi_lq`` is the baseline it must beat: phi applied
-to the degraded face directly."""
+"""Stage ``irn``: the identity recovery network that reads the DEGRADED face y and predicts the
+frozen identity network's embedding of the HQ face: ``1 - cos(irn(y), phi(x_HQ))``, plus
+``loss.lq_weight`` (0 by default) times ``1 - cos(irn(y), phi(y))``. Its output is the target of the
+sampler's identity guidance. The log's ``cos_phi_lq`` is the baseline it must beat: phi applied to the
+degraded face directly.
+
+``model.irn.architecture``: ``compact`` (an ``IdentityNet`` from scratch) or ``sface`` (SFace's network,
+starting from SFace's weights unless ``init.irn`` names a folder): with ``pretrained.identity=sface``
+it starts at ``cos_phi_lq`` on day one and learns what degradation hides from SFace."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from torch.utils.data import Dataset
 
 from ...sampling.guidance import identity_loss
 
+from ...models import SFaceNet
 from ...models.builders import build_irn
 from ..stage import Losses, Stage
 from ._common import (check_embedding_dims, image_rows, load_identity_network, loss_config, paired_dataset,
@@ -36,11 +41,14 @@ class IRNStage(Stage):
         self.identity_spec = require_identity(cfg)
 
     def build_models(self) -> dict[str, nn.Module]:
-        return {"irn": build_irn(self.cfg.model)}
+        irn = build_irn(self.cfg.model)
+        if isinstance(irn, SFaceNet) and "irn" not in self.cfg.init:
+            irn.load_sface_weights()
+        return {"irn": irn}
 
     def build_frozen(self) -> dict[str, nn.Module]:
         identity = load_identity_network(self.identity_spec, self.cfg.model)
-        check_embedding_dims(self.cfg.model.irn["embedding_dim"], identity, self.cfg.model)
+        check_embedding_dims(self.cfg.model.irn.get("embedding_dim", 128), identity, self.cfg.model)
         return {"identity": identity}
 
     def train_dataset(self) -> Dataset:
