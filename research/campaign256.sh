@@ -254,11 +254,13 @@ w3)
   minutes=$(left_minutes ${CALL_SECONDS:-560} 80)
   train vqgan vqs_pd "$minutes" --resume latest init.vqgan=$INIT/vqgan $SHARP_PD &
   train vqgan vqs_energy "$minutes" --resume latest init.vqgan=$INIT/vqgan $SHARP_PD $ENERGY &
-  train irn irn "$minutes" &  # configs/train/celebahq256/irn.yaml: SFace's network from SFace, target SFace(HQ)
+  # configs/train/celebahq256/irn.yaml: SFace's network from SFace, target SFace(HQ), on the 2,558 staged faces;
+  # exported at 300 steps (15 epochs; its held-out figures kept) and again at the end, to see it overfit
+  (train irn irn "$(left_minutes ${CALL_SECONDS:-560} 80)" max_steps=300 && cp -r $RUNS/irn/export/irn $RUNS/irn_300 &&
+   train irn irn "$(left_minutes ${CALL_SECONDS:-560} 80)" --resume latest max_steps=${IRN_STEPS:-1500}) &
   wait
-  cat $RUNS/vqs_*/export/vqgan/reconstruction.json
-  grep -o '"[a-z/]*cos_[a-z_]*": [0-9.]*' $RUNS/irn/log.jsonl | tail -6
-  pack w3 $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqs_*/export $RUNS/irn/export \
+  cat $RUNS/vqs_*/export/vqgan/reconstruction.json $RUNS/irn_300/heldout.json $RUNS/irn/export/irn/heldout.json
+  pack w3 $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqs_*/export $RUNS/irn/export $RUNS/irn_300/heldout.json \
     $(for a in vqs_pd vqs_energy irn; do ls -d $RUNS/$a/samples/* | tail -1; done)
   ;;
 x)

@@ -79,11 +79,11 @@ def test_a_verbose_line_is_one_write(monkeypatch):
                 writes.append(text)
 
         def flush(self) -> None:
-            pass
+            writes.append("<flush>")
 
     monkeypatch.setattr(sys, "stdout", Recorder())
     progress = Progress(total=1, quiet=True, verbose=True)
     job = Job(Path("in/a.png"), Path("out/a.png"), "sub/a.png", Path("out/.diffrestore/a.png"))
     progress.image(job, Restoration(Image.new("RGB", (8, 8)), num_faces=1, mode="aligned"))
     progress.close()
-    assert writes == ["sub/a.png: aligned, 1 face(s)\n"]
+    assert writes[:2] == ["sub/a.png: aligned, 1 face(s)\n", "<flush>"]  # whole, and out at once

@@ -340,6 +340,8 @@ def test_an_irn_on_sfaces_network_starts_as_sface_learns_and_keeps_sfaces_statis
     assert_decreases(logs, "loss/irn")
     trained = load_identity_folder(out / "irn")
     assert isinstance(trained, SFaceNet)
+    heldout = json.loads((out / "irn" / "heldout.json").read_text())  # IRN(y) beside SFace(y) on the val pairs
+    assert heldout["pairs"] == 4 and {"cos_irn(y)_to_phi(hq)", "cos_phi(y)_to_phi(hq)"} <= set(heldout)
     start = load_sface().state_dict()
     for name, buffer in trained.net.state_dict().items():
         if "running_" in name:  # BatchNorm statistics: SFace's, not re-estimated on the training faces

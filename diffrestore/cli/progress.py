@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -55,9 +56,16 @@ class Progress:
 
         self.verbose = verbose  # every process tells its own images
         self.bar = tqdm(total=total, unit="img", desc="restoring", disable=quiet or not enabled or total == 0)
-        # one write a line (tqdm.write writes the text and its end apart): under `accelerate launch`
-        # the processes share stdout, and two writes a line let another process's line in between
-        self._write = lambda line: tqdm.write(line + "\n", end="")
+
+    @staticmethod
+    def _write(line: str) -> None:
+        """One write a line (tqdm.write writes the text and its end apart), flushed at once: under
+        `accelerate launch` the processes share stdout, and a line in two writes, or one that a full
+        buffer cuts, lets another process's line in between."""
+        from tqdm import tqdm
+
+        tqdm.write(line + "\n", end="", file=sys.stdout)
+        sys.stdout.flush()
 
     def image(self, job: Job, result: Optional[Restoration] = None, failure: str = "") -> None:
         if result is not None:

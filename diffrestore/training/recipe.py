@@ -84,12 +84,14 @@ def stage_config(recipe_path: Path, recipe: DictConfig, stage: RecipeStage, sett
 
 def model_overrides(recipe_path: Path, recipe: DictConfig, stage: RecipeStage) -> list[str]:
     """The recipe's model config as ``model.*=value`` overrides of a stage config that has another one
-    (what ``stage_config`` merges as a layer); none where the stage's config already has it."""
+    (what ``stage_config`` merges as a layer); none where merging it onto the stage config's model
+    changes nothing."""
     def model_of(path: Path) -> DictConfig:
         return OmegaConf.merge(*read_yaml_chain(path)).get("model")
 
     model = model_of(recipe_path.parent / recipe.model)
-    if model_of(recipe_path.parent / stage.config) == model:
+    stage_model = model_of(recipe_path.parent / stage.config)
+    if stage_model is not None and OmegaConf.merge(stage_model, model) == stage_model:
         return []
 
     def walk(prefix: str, value) -> list[str]:

@@ -10,12 +10,14 @@ it starts at ``cos_phi_lq`` on day one and learns what degradation hides from SF
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ...sampling.guidance import identity_loss
 
@@ -79,3 +81,28 @@ class IRNStage(Stage):
 
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
         save_fp16(models["irn"], out_dir / "irn")
+        pairs = self.val_dataset()
+        if pairs is not None:
+            report = heldout_report(models["irn"], self.build_frozen()["identity"], pairs)
+            (out_dir / "irn" / "heldout.json").write_text(json.dumps(report, indent=1) + "\n")
+
+
+HELDOUT_PAIRS = 200
+
+
+@torch.no_grad()
+def heldout_report(irn: nn.Module, identity: nn.Module, pairs: Dataset, limit: int = HELDOUT_PAIRS) -> dict:
+    """On the first ``limit`` validation pairs (seeded degradations): the mean cosine to phi(HQ) of IRN(y)
+    and of phi(y), the baseline the IRN exists to beat, with their standard errors."""
+    device = next(irn.parameters()).device
+    identity = identity.to(device)
+    rows: dict[str, list[Tensor]] = {"irn(y)": [], "phi(y)": []}
+    for batch in DataLoader(Subset(pairs, range(min(limit, len(pairs)))), batch_size=50):
+        hq, lq = batch["hq"].to(device), batch["lq"].to(device)
+        target = identity(hq).float()
+        rows["irn(y)"].append(F.cosine_similarity(irn(lq.to(irn.dtype)).float(), target))
+        rows["phi(y)"].append(F.cosine_similarity(identity(lq).float(), target))
+    cosines = {name: torch.cat(values).cpu() for name, values in rows.items()}
+    n = len(cosines["irn(y)"])
+    return {"pairs": n, **{f"cos_{name}_to_phi(hq)": {"mean": float(c.mean()), "se": float(c.std() / n ** 0.5)}
+                           for name, c in cosines.items()}}
