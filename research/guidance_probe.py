@@ -12,8 +12,9 @@ unguided face's, paired per face:
 was guided by: read dlib's column). ``--lq DIR`` takes the LQ faces of a test set (``diffrestore-testset``)
 paired by name with ``--faces`` (its hq/), instead of degrading ``--faces`` here.
 
-Targets: ``truth`` (phi of the HQ face: an oracle, the best any target can do) and ``backbone``
-(phi(f(y)), the sampler's default). ``--no-quantize`` decodes without the codebook (the gradient never
+Targets: ``truth`` (phi of the HQ face: an oracle, the best any target can do), ``backbone``
+(phi(f(y)), the sampler's default) and with ``--irn-target`` ``irn`` (IRN(y), CLR-Face's target; with
+``--network sface`` for an IRN trained on SFace). ``--no-quantize`` decodes without the codebook (the gradient never
 sees it). ``--model`` takes any pipeline folder, e.g. one with another phi (``research/reframe_identity.py``).
 ``--sheet FILE`` saves the first batch, a row each: LQ | unguided | the last descent towards the truth's embedding |
 their difference x8 | the truth (no colour fix: the VQGAN's own colours).
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-quantize", dest="quantize", action="store_false", help="decode without the codebook")
     p.add_argument("--network", choices=("phi", "sface"), default="phi", help="the identity network descended")
     p.add_argument("--lq", help="LQ faces of a test set, paired by name with --faces")
+    p.add_argument("--irn-target", action="store_true",
+                   help="also descend towards IRN(y), the pipeline's IRN (trained on --network's embedding)")
     args = p.parse_args(argv)
     pipe = DiffRestorePipeline.from_pretrained(args.model)
     resolution = int(pipe.config.resolution)
@@ -138,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
             z = pipe.encode(estimate)
             judges = Judges(sface, dlib, batch["hq"])
             targets = {"truth": phi(batch["hq"]), "backbone": phi(estimate)}
+            if args.irn_target:
+                targets["irn"] = pipe.irn(batch["lq"].to(pipe.irn.dtype)).float()
             unguided = pipe.decode(z, args.quantize).clamp(-1, 1)
             record("unguided", unguided, judges)
             for name, target in targets.items():
