@@ -70,19 +70,26 @@ def warp_affine(
     Differentiable in the images; equivalent to ``cv2.warpAffine`` with the same matrix.
     """
     b, _, h, w = images.shape
-    m = torch.as_tensor(matrices, dtype=torch.float64)
-    if m.ndim == 2:
-        m = m.expand(b, 2, 3)
-    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(m.shape[0], 1, 3)
-    full = torch.cat([m, bottom], dim=1)
-    out_to_src = torch.linalg.inv(full)
-    to_norm_src = torch.as_tensor(_pixel_to_normalized((h, w)))
-    from_norm_out = torch.linalg.inv(torch.as_tensor(_pixel_to_normalized(out_size)))
-    theta = (to_norm_src @ out_to_src @ from_norm_out)[:, :2]
-    grid = F.affine_grid(theta.to(images.device, torch.float32), [b, images.shape[1], *out_size],
+    matrices = matrices.cpu().numpy() if isinstance(matrices, torch.Tensor) else np.asarray(matrices)
+    theta = torch.from_numpy(_normalized_theta(matrices.astype(np.float64), (h, w), out_size))
+    # the grid built from matmuls rather than affine_grid, which ONNX has only from opset 20
+    out_h, out_w = out_size
+    ys = (2 * torch.arange(out_h, device=images.device, dtype=torch.float32) + 1) / out_h - 1
+    xs = (2 * torch.arange(out_w, device=images.device, dtype=torch.float32) + 1) / out_w - 1
+    ys, xs = torch.meshgrid(ys, xs, indexing="ij")
+    centres = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)  # output pixel centres
+    grid = (centres @ theta.to(images.device, torch.float32).transpose(1, 2)).reshape(-1, out_h, out_w, 2)
+    return F.grid_sample(images, grid.expand(b, -1, -1, -1).to(images.dtype), mode=mode, padding_mode=padding_mode,
                          align_corners=False)
-    return F.grid_sample(images, grid.to(images.dtype), mode=mode, padding_mode=padding_mode,
-                         align_corners=False)
+
+
+def _normalized_theta(matrices: np.ndarray, src_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
+    """``affine_grid``'s theta (B or 1, 2, 3) for source->destination pixel ``matrices`` (B, 2, 3) or (2, 3),
+    inverted in numpy (constants: an ONNX export sees no inverse)."""
+    matrices = matrices.reshape(-1, 2, 3)
+    bottom = np.broadcast_to(np.array([[0.0, 0.0, 1.0]]), (len(matrices), 1, 3))
+    out_to_src = np.linalg.inv(np.concatenate([matrices, bottom], axis=1))
+    return (_pixel_to_normalized(src_size) @ out_to_src @ np.linalg.inv(_pixel_to_normalized(out_size)))[:, :2]
 
 
 def template_to_template(src_template: np.ndarray, dst_template: np.ndarray) -> np.ndarray:

@@ -98,3 +98,15 @@ def test_reference_restore_refuses_another_scheduler(exported, tmp_path):
         OnnxRestorer(tmp_path)
     with pytest.raises(FileNotFoundError, match="no pipeline.json"):
         OnnxRestorer(tmp_path / "missing")
+
+
+def test_an_irn_on_sfaces_network_exports_and_equals_torch(tmp_path):
+    """The 256 px model's IRN is SFace's network behind a warp (GridSample): it exports like the compact one."""
+    from diffrestore.models import SFaceNet
+
+    pipe = tiny_pipeline()
+    irn = SFaceNet.for_template(np.asarray(pipe.config.template)).eval()
+    pipe = pipe.with_components(irn=irn)
+    export_onnx(pipe, tmp_path)
+    differences = compare_with_torch(pipe, tmp_path, batch=3)
+    assert differences["irn"] < 1e-3, differences
