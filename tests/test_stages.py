@@ -31,6 +31,7 @@ from diffrestore.training import TrainConfig, Trainer
 from diffrestore.training.stages import STAGES
 from diffrestore.training.stages.identity import adversarial_faces, identity_report
 from diffrestore.training.stages.vqgan import CodebookRestarter
+from diffrestore.sampling import clean_latent
 from diffrestore.sampling.guidance import identity_loss, per_sample_rms
 
 pytestmark = pytest.mark.slow
@@ -302,6 +303,45 @@ def test_score_stage(runs, score_run):
     unet = UNet2DModel.from_pretrained(str(out / "unet"))
     assert unet.config.in_channels == 8 and unet.config.out_channels == 4  # cat([z_t, E(y)])
     assert (runs / "score" / "samples" / "step-00000060.png").is_file()
+
+
+def test_score_stage_judges_its_z0_prediction_in_pixels(runs, faces, vqgan_run, score_run):
+    """``loss.pixel_weight``: part of each batch at t < ``pixel_max_t``, its decoded z0 prediction scored
+    against the truth. Trained as long as the epsilon-only run, its decoded predictions from the same noisy
+    latents are closer to the truth in pixels; the VQGAN stays frozen."""
+    vqgan = vqgan_run[0] / "vqgan"
+    out, logs = train(runs, faces, "score", 60, "optim.lr=1e-3", f"pretrained.vqgan={vqgan}", "loss.pixel_weight=5",
+                      "loss.pixel_max_t=300", "loss.pixel_samples=4", "loss.perceptual=ssim", run="score_pixel")
+    assert all(math.isfinite(e["unet/pixel_energy"]) for e in logs if "unet/pixel_energy" in e)
+    cfg = make_config(runs, faces, "score", f"pretrained.vqgan={vqgan}", "loss.pixel_weight=1",
+                      "loss.perceptual=ssim", "data.flip=false")
+    stage = STAGES["score"](cfg)
+    frozen = stage.build_frozen()
+    batch = next(iter(torch.utils.data.DataLoader(stage.train_dataset(), batch_size=16)))
+    codec = LatentCodec(frozen["vqgan"])
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        z0, cond = codec.encode(batch["hq"]), codec.encode(batch["lq"])
+        t = torch.randint(50, 300, (16,), generator=generator)
+        z_t = stage.scheduler.add_noise(z0, torch.randn(z0.shape, generator=generator), t)
+
+        def pixel_loss(folder: Path) -> float:
+            eps = UNet2DModel.from_pretrained(str(folder / "unet"))(torch.cat([z_t, cond], dim=1), t).sample
+            decoded = codec.decode(clean_latent(stage.scheduler, z_t, eps, t), quantize=False)
+            return float(stage.pixel_loss(frozen, decoded, batch["hq"])[0])
+
+        assert pixel_loss(out) < 0.98 * pixel_loss(score_run[0])
+    before = VQModel.from_pretrained(str(vqgan)).state_dict()
+    assert all(torch.equal(before[k].float(), v.float()) for k, v in frozen["vqgan"].state_dict().items())
+
+
+@pytest.mark.parametrize("override, key", [("loss.pixel_max_t=0", "loss.pixel_max_t"),
+                                           ("loss.pixel_max_t=5000", "loss.pixel_max_t"),
+                                           ("loss.pixel_weight=-1", "loss.pixel_weight")])
+def test_score_stage_refuses_a_bad_pixel_loss(runs, faces, override, key):
+    cfg = make_config(runs, faces, "score", override)
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        STAGES["score"](cfg)
 
 
 def test_irn_stage(irn_run):

@@ -106,6 +106,13 @@ def noise_latent(train_scheduler: DDPMScheduler, z_start: Tensor, noise: Tensor,
     return (alpha_bar.sqrt() * z_start.double() + (1 - alpha_bar).sqrt() * noise.double()).to(z_start.dtype)
 
 
+def clean_latent(train_scheduler: DDPMScheduler, z_t: Tensor, eps: Tensor, t: Tensor) -> Tensor:
+    """The z0 that ``eps`` (predicted at per-sample timesteps ``t``) implies: ``(z_t - sqrt(1 - abar_t) eps) /
+    sqrt(abar_t)``, float32, differentiable in ``eps``."""
+    alpha_bar = train_scheduler.alphas_cumprod.to(z_t.device, torch.float32)[t].view(-1, 1, 1, 1)
+    return (z_t.float() - (1 - alpha_bar).sqrt() * eps.float()) / alpha_bar.sqrt()
+
+
 def step_kwargs(scheduler: SchedulerMixin, eta: float) -> dict:
     """The keyword arguments of ``scheduler.step`` for DDIM's ``eta``; refused for the other schedulers."""
     if "eta" in inspect.signature(scheduler.step).parameters:

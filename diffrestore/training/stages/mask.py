@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ...sampling.guidance import IdentityGuidance, identity_gradient, identity_loss
+from ...sampling.schedulers import clean_latent
 
 from ...models.builders import build_mask, build_scheduler, load_template
 from ...config import ConfigError
@@ -103,11 +104,9 @@ def predicted_clean_latent(unet: nn.Module, scheduler: DDPMScheduler, z: Tensor,
     t = torch.randint(1, max_t + 1, (z.shape[0],), generator=generator).to(z.device)
     noise = torch.randn(z.shape, generator=generator).to(z)
     z_t = scheduler.add_noise(z, noise, t)
-    alpha_bar = scheduler.alphas_cumprod.to(z.device, torch.float32)[t].view(-1, 1, 1, 1)
     inputs = z_t if condition is None else torch.cat([z_t, condition], dim=1)
     dtype = next(unet.parameters()).dtype
-    eps = unet(inputs.to(dtype), t).sample.float()
-    return (z_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+    return clean_latent(scheduler, z_t, unet(inputs.to(dtype), t).sample, t)
 
 
 class MaskedStep(nn.Module):

@@ -1,7 +1,13 @@
 """Stage ``score``: the latent score model (``UNet2DModel``, epsilon prediction) on a frozen VQGAN's
 scaled latents of HQ faces; conditional (CLR-Face) when ``model.condition``: the input is
 ``cat([z_t, c])`` with ``c`` the scaled latent of the degraded face, dropped to zeros with
-probability ``loss.condition_dropout`` so that classifier-free guidance is possible."""
+probability ``loss.condition_dropout`` so that classifier-free guidance is possible.
+
+With ``loss.pixel_weight`` > 0 part of each batch is drawn at the noise levels the restorer starts from
+(t < ``loss.pixel_max_t``), and the z0 its epsilon implies is decoded by the frozen VQGAN and compared with
+the truth in pixels: L1, a perceptual distance and the local Laplacian energy. An epsilon-MSE model predicts
+the mean of what a noisy latent could have been, a smooth face; those terms ask its prediction at DifFace's N
+for the truth's texture, which is what the restored face is made of."""
 
 from __future__ import annotations
 
@@ -13,12 +19,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ...sampling import respaced_timesteps, sample_prior, unet_eps_model
+from ...sampling import clean_latent, respaced_timesteps, sample_prior, unet_eps_model
 
 from ...models.builders import build_scheduler, build_unet
 from ...config import ConfigError
 from ...data.datasets import ResidentFaces
 from ...models.codec import LatentCodec
+from ..losses import build_perceptual_loss, laplacian_energy_loss
 from ..stage import Losses, Stage
 from ._common import (hq_dataset, image_rows, load_vqgan, loss_config, paired_dataset, paired_val_dataset,
                       save_fp16)
@@ -28,6 +35,12 @@ from ._common import (hq_dataset, image_rows, load_vqgan, loss_config, paired_da
 class ScoreLoss:
     condition_dropout: float = 0.1  # probability of training a sample unconditionally (c = 0)
     sample_steps: int = 25  # DDIM steps of the sample grid (from pure noise at t = T - 1)
+    pixel_weight: float = 0.0  # the decoded z0 prediction's loss in pixels (module docstring); 0 = epsilon alone
+    pixel_max_t: int = 300  # its samples' t ~ U{0..pixel_max_t - 1}: the default N is 100, --fidelity 0.1 gives 324
+    pixel_samples: int = 32  # samples of each batch judged in pixels (each costs a decoder and a perceptual pass)
+    perceptual: str = "effnet"  # of losses.PERCEPTUAL_CHOICES (effnet: EffNet-PD, the perception extra)
+    perceptual_weight: float = 0.1
+    detail_energy_weight: float = 0.25  # losses.laplacian_energy_loss
 
 
 class ScoreStage(Stage):
@@ -42,12 +55,26 @@ class ScoreStage(Stage):
         self.scheduler = build_scheduler(cfg.model)
         self.condition = cfg.model.condition
         self.latent_cache: Tensor | None = None
+        self.check_pixel_loss()
+        self.perceptual = build_perceptual_loss(self.loss_cfg.perceptual) if self.loss_cfg.pixel_weight else None
+
+    def check_pixel_loss(self) -> None:
+        lc, steps = self.loss_cfg, self.scheduler.config.num_train_timesteps
+        rules = [("pixel_weight", lc.pixel_weight >= 0, "must be >= 0 (0 = off)"),
+                 ("pixel_max_t", 1 <= lc.pixel_max_t <= steps, f"must be in [1, {steps}] (the training timesteps)"),
+                 ("pixel_samples", lc.pixel_samples >= 1, "must be at least 1")]
+        for key, ok, problem in rules:
+            if not ok:
+                raise ConfigError(f"config key 'loss.{key}': {getattr(lc, key)!r} {problem}")
 
     def build_models(self) -> dict[str, nn.Module]:
         return {"unet": build_unet(self.cfg.model)}
 
     def build_frozen(self) -> dict[str, nn.Module]:
-        return {"vqgan": load_vqgan(self.cfg)}
+        frozen = {"vqgan": load_vqgan(self.cfg)}
+        if isinstance(self.perceptual, nn.Module):
+            frozen["perceptual"] = self.perceptual
+        return frozen
 
     def train_dataset(self) -> Dataset:
         if self.condition:
@@ -82,13 +109,32 @@ class ScoreStage(Stage):
             cond = codec.encode(batch["lq"]) if self.condition else None
         noise = torch.randn_like(z0)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (z0.shape[0],), device=z0.device)
+        judged = min(self.loss_cfg.pixel_samples, z0.shape[0]) if self.loss_cfg.pixel_weight else 0
+        t[:judged] = torch.randint(0, self.loss_cfg.pixel_max_t, (judged,), device=z0.device)
         z_t = self.scheduler.add_noise(z0, noise, t)
+        inputs = z_t
         if cond is not None:
             keep = torch.rand(z0.shape[0], 1, 1, 1, device=z0.device) >= self.loss_cfg.condition_dropout
-            z_t = torch.cat([z_t, cond * keep], dim=1)
-        eps = models["unet"](z_t, t).sample
+            inputs = torch.cat([z_t, cond * keep], dim=1)
+        eps = models["unet"](inputs, t).sample
         loss = F.mse_loss(eps.float(), noise)
-        return {"unet": (loss, {"eps_mse": loss.detach()})}
+        logs = {"eps_mse": loss.detach()}
+        if judged:
+            z0_pred = clean_latent(self.scheduler, z_t[:judged], eps[:judged], t[:judged])
+            pixel, pixel_logs = self.pixel_loss(frozen, codec.decode(z0_pred, quantize=False), batch["hq"][:judged])
+            loss = loss + self.loss_cfg.pixel_weight * pixel
+            logs |= pixel_logs
+        return {"unet": (loss, logs)}
+
+    def pixel_loss(self, frozen, predicted: Tensor, hq: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """L1 + perceptual + Laplacian energy of the decoded z0 predictions against the truth."""
+        lc = self.loss_cfg
+        l1 = (predicted - hq.float()).abs().mean()
+        perceptual = frozen.get("perceptual", self.perceptual)(predicted, hq.float())
+        energy = laplacian_energy_loss(predicted, hq)
+        total = l1 + lc.perceptual_weight * perceptual + lc.detail_energy_weight * energy
+        return total, {"pixel_l1": l1.detach(), "pixel_perceptual": perceptual.detach(),
+                       "pixel_energy": energy.detach()}
 
     def make_grid(self, models, frozen, batch: dict[str, Tensor]) -> Tensor:
         codec, unet = LatentCodec(frozen["vqgan"]), models["unet"]
