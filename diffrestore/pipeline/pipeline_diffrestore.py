@@ -286,10 +286,7 @@ class DiffRestorePipeline(DiffusionPipeline):
                                  "(use guidance=0 or guidance_network=sface)")
             return self.identity
         if getattr(self, "_sface", None) is None:
-            from ..perception.sface import AlignedSFace
-
-            size = self.config.resolution
-            self._sface = AlignedSFace(np.asarray(self.config.template), size).to(self._execution_device)
+            self._sface = SFaceNet.frozen_sface(np.asarray(self.config.template)).to(self._execution_device)
         return self._sface
 
     def identity_guidance(self, lq: Tensor, estimate: Tensor, options: SamplingOptions,

@@ -19,7 +19,7 @@ from ...models.codec import AUTOENCODER, LatentCodec, load_autoencoder
 from ...config import ConfigError, merge_config
 from ...data.datasets import HQFaceDataset, PairedFaceDataset
 from ...measures import hub_checkpoint
-from ...models import FacenetIdentity, IdentityNet, RestorationNet, load_identity_folder
+from ...models import FacenetIdentity, IdentityNet, RestorationNet, SFaceNet, load_identity_folder
 
 if TYPE_CHECKING:
     from ..schema import TrainConfig
@@ -107,10 +107,8 @@ def load_identity_network(spec: str, model_cfg: ModelConfig) -> nn.Module:
 
 def load_sface_identity(model_cfg: ModelConfig) -> nn.Module:
     """SFace in torch behind the warp from the model's template; a ConfigError where it cannot load."""
-    from ...perception.sface import AlignedSFace
-
     try:
-        return AlignedSFace(load_template(model_cfg.template, model_cfg.resolution), model_cfg.resolution)
+        return SFaceNet.frozen_sface(load_template(model_cfg.template, model_cfg.resolution))
     except ImportError as err:
         raise ConfigError(f"SFace asked for (pretrained.identity=sface or loss.identity_weight), but {err}") from None
 
