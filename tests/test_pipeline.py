@@ -352,3 +352,6 @@ def test_sface_guidance_pulls_the_face_towards_sfaces_target(pipe, lq):
     assert not torch.allclose(by_phi, guided, atol=1e-5)
     with pytest.raises(ValueError, match="guidance_network"):
         call(pipe, lq, guidance=0.5, guidance_network="arcface")
+    # the tiny pipeline's IRN is an IdentityNet: it predicts phi's embedding, not SFace's
+    with pytest.raises(ValueError, match="guidance_network=sface: this pipeline's IRN predicts phi's"):
+        call(pipe, lq, guidance=0.5, guidance_network="sface", guidance_target="irn")

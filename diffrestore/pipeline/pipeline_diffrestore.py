@@ -289,6 +289,14 @@ class DiffRestorePipeline(DiffusionPipeline):
             self._sface = SFaceNet.frozen_sface(np.asarray(self.config.template)).to(self._execution_device)
         return self._sface
 
+    def check_irn_network(self, network: str) -> None:
+        """Refuse guidance through ``network`` towards an IRN that predicts another network's embedding: an
+        IRN on SFace's network (``SFaceNet``) predicts SFace's, an ``IdentityNet`` IRN phi's."""
+        predicts = "sface" if isinstance(self.irn, SFaceNet) else "phi"
+        if network != predicts:
+            raise ValueError(f"guidance_target=irn with guidance_network={network}: this pipeline's IRN predicts "
+                             f"{predicts}'s embedding (use guidance_network={predicts}, or guidance_target=backbone)")
+
     def identity_guidance(self, lq: Tensor, estimate: Tensor, options: SamplingOptions,
                           mask: Optional[Tensor]) -> Optional[IdentityGuidance]:
         """Masked identity guidance towards ``options.guidance_target`` (None when ``guidance`` is 0)."""
@@ -301,6 +309,7 @@ class DiffRestorePipeline(DiffusionPipeline):
         # IRN(y) predicts the HQ face's embedding; the network's embedding of f(y) is the alternative (and the
         # fallback without an IRN). An IRN predicts the embedding of the network it was trained on.
         if options.guidance_target == "irn" and self.irn is not None:
+            self.check_irn_network(options.guidance_network)
             target = self.irn(lq.to(self.irn.dtype))
         else:
             target = identity(estimate.to(next(identity.parameters()).dtype))
