@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     curve = sorted(((int(n), d) for n, d in (spec.split("=", 1) for spec in args.points)), key=lambda nd: nd[0])
-    extras = [spec.split("=", 1) for spec in args.extra]
+    extras = [spec.rsplit("=", 1) for spec in args.extra]
     fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4.2))
     for axis, (key, title) in zip(axes, PANELS):
         xs = [mean_and_error(d, "psnr_y") for _, d in curve]

@@ -183,6 +183,7 @@ def test_the_default_preset_is_the_dataclass_and_presets_list_only_changes():
     assert RestoreOptions(**load_config(PRESETS / "default.yaml", RestoreOptions)) == RestoreOptions()
     defaults = asdict(RestoreOptions())
     for name, changed in (("fast", {}), ("quality", {"cfg_scale": 2.0}),
+                          ("identity", {"guidance": 0.5, "guidance_network": "sface", "guidance_target": "irn"}),
                           ("utkface128", {"steps": 50, "guidance": 0.5, "color_fix": "wavelet"}),
                           ("utkface128_quality", {"steps": 50, "guidance": 0.5, "color_fix": "wavelet", "cfg_scale": 2.0,
                                                   "guidance_every": 2})):

@@ -36,7 +36,7 @@ class ScoreLoss:
     condition_dropout: float = 0.1  # probability of training a sample unconditionally (c = 0)
     sample_steps: int = 25  # DDIM steps of the sample grid (from pure noise at t = T - 1)
     pixel_weight: float = 0.0  # the decoded z0 prediction's loss in pixels (module docstring); 0 = epsilon alone
-    pixel_max_t: int = 300  # its samples' t ~ U{0..pixel_max_t - 1}: the default N is 100, --fidelity 0.1 gives 324
+    pixel_max_t: int = 300  # its samples' t ~ U{0..pixel_max_t - 1}: the default N is 100; 300 is --fidelity 0.13
     pixel_samples: int = 32  # samples of each batch judged in pixels (each costs a decoder and a perceptual pass)
     perceptual: str = "effnet"  # of losses.PERCEPTUAL_CHOICES (effnet: EffNet-PD, the perception extra)
     perceptual_weight: float = 0.1
@@ -126,7 +126,7 @@ class ScoreStage(Stage):
             logs |= pixel_logs
         return {"unet": (loss, logs)}
 
-    def pixel_loss(self, frozen, predicted: Tensor, hq: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def pixel_loss(self, frozen: dict[str, nn.Module], predicted: Tensor, hq: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """L1 + perceptual + Laplacian energy of the decoded z0 predictions against the truth."""
         lc = self.loss_cfg
         l1 = (predicted - hq.float()).abs().mean()
