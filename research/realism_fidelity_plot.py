@@ -2,8 +2,8 @@
 """Realism against fidelity as DifFace's N grows: one point per ``diffrestore-eval`` output.
 
     python research/realism_fidelity_plot.py --out docs/realism_fidelity_256.png \\
-        0=runs/s11/eval/backbone 50=runs/s11/eval/n50 100=runs/s11/eval/bundled ... \\
-        --extra "LQ input=runs/x_eval/lq"
+        0=runs/s11/eval64/backbone 100=runs/s11/eval64/old 200=runs/s11/eval64/n200 400=runs/s11/eval64/n400 \\
+        --extra "LQ input=runs/s11/eval64/lq"
 
 Each ``N=DIR`` is the pipeline restored with ``start_t=N`` (0: the backbone alone); ``--extra LABEL=DIR``
 adds labelled points (the input, another model). Three panels share the x axis, PSNR-Y (fidelity): NIQE and
