@@ -310,9 +310,8 @@ x)
   # the bundled model, its backbone alone (N=0), the two new decoders in its place, SFace guidance towards the
   # backbone's face and towards the new IRN's prediction. Unet carried; the rest staged by t, w.
   nvidia-smi -L
-  M=/tmp/models; T=/tmp/testset; R=/tmp/restored; E=/tmp/eval
+  E=/tmp/eval  # M, T, R and entry: the helpers above
   mkdir -p $M $R $E
-  entry() { python3 -c "import sys; from $1 import main; sys.exit(main())" "${@:2}"; }  # no console scripts here
   assemble() {  # name vqgan-folder [assembler options]
     local name=$1 vqgan=$2; shift 2
     entry diffrestore.training.assemble --vqgan $vqgan --unet $INIT/unet --backbone $INIT/backbone \

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -27,17 +28,26 @@ PANELS = (("niqe", "NIQE (lower: more natural)"), ("effnet_pd", "EffNet-PD to th
           ("lapvar", "Laplacian variance (sharpness)"))
 
 
-def mean_and_error(folder: str, key: str) -> tuple[float, float]:
+@lru_cache(maxsize=None)
+def per_image(folder: str) -> tuple[dict[str, str], ...]:
+    """The rows of a report's ``per_image.csv``, read once."""
     with open(Path(folder) / "per_image.csv") as handle:
-        values = [float(row[key]) for row in csv.DictReader(handle) if row.get(key) not in (None, "", "nan")]
+        return tuple(csv.DictReader(handle))
+
+
+def column(folder: str, key: str) -> list[float]:
+    return [float(row[key]) for row in per_image(folder) if row.get(key) not in (None, "", "nan")]
+
+
+def mean_and_error(folder: str, key: str) -> tuple[float, float]:
+    values = column(folder, key)
     mean = sum(values) / len(values)
     spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
     return mean, spread / math.sqrt(len(values))
 
 
 def truth_value(folder: str, key: str) -> float | None:
-    with open(Path(folder) / "per_image.csv") as handle:
-        values = [float(row[f"{key}_gt"]) for row in csv.DictReader(handle) if row.get(f"{key}_gt") not in (None, "")]
+    values = column(folder, f"{key}_gt")
     return sum(values) / len(values) if values else None
 
 

@@ -16,8 +16,8 @@ from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 from torch import nn
 
 from diffrestore.sampling import (SAMPLERS, SCHEDULERS, IdentityGuidance, build_respaced_scheduler, clean_latent,
-                                  identity_gradient, noise_latent, register_sampler, respaced_timesteps, sample_difface, sample_prior,
-                                  unet_eps_model)
+                                  identity_gradient, noise_latent, register_sampler, respaced_timesteps, sample_difface,
+                                  sample_prior, unet_eps_model)
 
 SHAPE = (4, 4, 8, 8)
 

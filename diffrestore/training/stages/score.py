@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from ...sampling import clean_latent, respaced_timesteps, sample_prior, unet_eps_model
 
 from ...models.builders import build_scheduler, build_unet
+from ...pipeline.options import failing
 from ...config import ConfigError
 from ...data.datasets import ResidentFaces
 from ...models.codec import LatentCodec
@@ -60,12 +61,13 @@ class ScoreStage(Stage):
 
     def check_pixel_loss(self) -> None:
         lc, steps = self.loss_cfg, self.scheduler.config.num_train_timesteps
-        rules = [("pixel_weight", lc.pixel_weight >= 0, "must be >= 0 (0 = off)"),
-                 ("pixel_max_t", 1 <= lc.pixel_max_t <= steps, f"must be in [1, {steps}] (the training timesteps)"),
-                 ("pixel_samples", lc.pixel_samples >= 1, "must be at least 1")]
-        for key, ok, problem in rules:
-            if not ok:
-                raise ConfigError(f"config key 'loss.{key}': {getattr(lc, key)!r} {problem}")
+        problems = failing([
+            ("pixel_weight", lc.pixel_weight >= 0, "must be >= 0 (0 = off)"),
+            ("pixel_max_t", 1 <= lc.pixel_max_t <= steps, f"must be in [1, {steps}] (the training timesteps)"),
+            ("pixel_samples", lc.pixel_samples >= 1, "must be at least 1")])
+        if problems:
+            key, problem = problems[0]
+            raise ConfigError(f"config key 'loss.{key}': {getattr(lc, key)!r} {problem}")
 
     def build_models(self) -> dict[str, nn.Module]:
         return {"unet": build_unet(self.cfg.model)}
@@ -126,7 +128,8 @@ class ScoreStage(Stage):
             logs |= pixel_logs
         return {"unet": (loss, logs)}
 
-    def pixel_loss(self, frozen: dict[str, nn.Module], predicted: Tensor, hq: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def pixel_loss(self, frozen: dict[str, nn.Module], predicted: Tensor,
+                   hq: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """L1 + perceptual + Laplacian energy of the decoded z0 predictions against the truth."""
         lc = self.loss_cfg
         l1 = (predicted - hq.float()).abs().mean()
