@@ -450,7 +450,7 @@ gan4b)
   E=/tmp/eval; mkdir -p $M $R $E
   minutes=$(left_minutes ${CALL_SECONDS:-560} ${ROWS_SECONDS:-330})
   for arm in gan03 gan1; do
-    train score_gan $arm "$minutes" --resume latest init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan &
+    [ "${RESUME:-1}" = 1 ] && train score_gan $arm "$minutes" --resume latest init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan &
   done
   wait
   for arm in gan03 gan1; do grep -h '"step"' $RUNS/$arm/log.jsonl | tail -1; done
