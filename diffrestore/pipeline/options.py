@@ -65,9 +65,10 @@ class SamplingOptions:
     start_t: int = 100  # DifFace's N (of 1000): larger = more realism, less fidelity to the backbone estimate
     eta: float = 0.0  # DDIM stochasticity (the ddim scheduler only)
     # identity-guidance step (latent units per guided step); 0 = off. On the bundled 256 px model, through SFace
-    # towards the IRN (the identity preset), 0.5 lowers the dlib distance by 0.011 (3.8 s.e.; research/LOG.md,
-    # session 11); through phi it lowers identity (session 5). Off by default: SFace in torch is an extra
-    # (perception) and doubles the CPU time. The 128 px model's preset turns it on
+    # towards the IRN (the identity preset), 0.5 lowered the dlib distance by 0.011 (3.8 s.e.; research/LOG.md,
+    # session 11's score model; session 12's: as much on 64 faces, with a fine grain); through phi it lowers
+    # identity (session 5). Off by default: SFace in torch is an extra (perception) and doubles the CPU time.
+    # The 128 px model's preset turns it on
     guidance: float = 0.0
     guidance_every: int = 5  # guide steps 0, k, 2k, ...
     guidance_range: List[float] = field(default_factory=lambda: [0.0, 1.0])  # fraction of the trajectory
