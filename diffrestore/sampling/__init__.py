@@ -14,5 +14,5 @@ from .schedulers import (SCHEDULERS, build_respaced_scheduler, chain_problems, c
 
 __all__ = ["SAMPLERS", "SCHEDULERS", "EpsModel", "IdentityGuidance", "Sampler", "StepCallback",
            "build_respaced_scheduler", "chain_problems", "check_scheduler", "clean_latent", "identity_gradient",
-           "identity_loss", "is_active", "noise_latent", "register_sampler", "respaced_timesteps", "sample_difface", "sample_prior",
-           "unet_eps_model"]
+           "identity_loss", "is_active", "noise_latent", "register_sampler", "respaced_timesteps", "sample_difface",
+           "sample_prior", "unet_eps_model"]

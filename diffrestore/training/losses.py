@@ -105,6 +105,16 @@ def hinge_g_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     return -logits_fake.float().mean()
 
 
+def hinge_critic(discriminator: nn.Module, real: torch.Tensor,
+                 fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """One discriminator pass over real and (non-detached) fake images: the generator's and the
+    discriminator's hinge losses and the mean logits to log. The trainer sends each loss only into its
+    own model, so the fake's logits serve both."""
+    logits_real, logits_fake = discriminator(torch.cat([real, fake])).float().chunk(2)
+    logs = {"logits_real": logits_real.detach().mean(), "logits_fake": logits_fake.detach().mean()}
+    return hinge_g_loss(logits_fake), hinge_d_loss(logits_real, logits_fake), logs
+
+
 def adaptive_gan_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor,
                         max_weight: float = 1e4) -> torch.Tensor:
     """taming-transformers' balance ``||grad_w rec|| / ||grad_w gan||`` at the decoder's last layer ``w``,

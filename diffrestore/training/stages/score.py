@@ -31,8 +31,7 @@ from ...pipeline.options import failing
 from ...config import ConfigError
 from ...data.datasets import ResidentFaces
 from ...models.codec import LatentCodec
-from ..losses import (adaptive_gan_weight, build_perceptual_loss, hinge_d_loss, hinge_g_loss,
-                      laplacian_energy_loss)
+from ..losses import adaptive_gan_weight, build_perceptual_loss, hinge_critic, laplacian_energy_loss
 from ..stage import Losses, Stage
 from ._common import (hq_dataset, image_rows, load_vqgan, loss_config, paired_dataset, paired_val_dataset,
                       save_fp16)
@@ -155,19 +154,16 @@ class ScoreStage(Stage):
 
     def adversarial(self, models, real: Tensor, predicted: Tensor, pixel: Tensor,
                     step: int) -> tuple[Tensor, dict[str, Tensor], tuple[Tensor, dict[str, Tensor]]]:
-        """The score model's adversarial term and its logs, and the discriminator's (loss, logs). One pass
-        over real and (non-detached) predicted faces: the trainer sends each loss only into its own model."""
+        """The score model's adversarial term and its logs, and the discriminator's (loss, logs)."""
         lc = self.loss_cfg
-        logits_real, logits_fake = models["discriminator"](torch.cat([real, predicted])).float().chunk(2)
-        g_loss = hinge_g_loss(logits_fake)
+        g_loss, d_loss, d_logs = hinge_critic(models["discriminator"], real, predicted)
         if step >= lc.discriminator_warmup_steps:
             last_layer = self.unwrap(models["unet"]).conv_out.weight
             weight = adaptive_gan_weight(pixel, g_loss, last_layer, lc.adaptive_weight_max)
         else:
             weight = torch.zeros((), device=g_loss.device)
-        d_logs = {"logits_real": logits_real.detach().mean(), "logits_fake": logits_fake.detach().mean()}
         return (lc.gan_weight * weight * g_loss, {"g_loss": g_loss.detach(), "adaptive_weight": weight},
-                (hinge_d_loss(logits_real, logits_fake), d_logs))
+                (d_loss, d_logs))
 
     def pixel_loss(self, frozen: dict[str, nn.Module], predicted: Tensor,
                    hq: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

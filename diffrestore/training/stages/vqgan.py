@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 from ...measures import laplacian_variance, psnr
 from ...models.builders import build_discriminator, build_vqgan
 from ...sampling.guidance import identity_loss
-from ..losses import (adaptive_gan_weight, build_perceptual_loss, focal_frequency_loss, hinge_d_loss,
-                      hinge_g_loss, laplacian_energy_loss)
+from ..losses import (adaptive_gan_weight, build_perceptual_loss, focal_frequency_loss, hinge_critic,
+                      laplacian_energy_loss)
 from ..stage import Losses, Stage
 from ._common import hq_dataset, image_rows, load_sface_identity, loss_config, save_fp16
 
@@ -197,20 +197,14 @@ class VQGANStage(Stage):
                 "codes_used": (counts > 0).float().sum(), "codes_restarted": torch.tensor(float(restarted))}
         losses: Losses = {}
         if lc.gan_weight > 0 and step >= lc.gan_start_step:
-            # One discriminator pass over real and (non-detached) fake: the trainer sends each loss
-            # only into its own model, so the fake's logits serve both losses.
-            logits = models["discriminator"](torch.cat([hq, rec]))
-            logits_real, logits_fake = logits.float().chunk(2)
-            g_loss = hinge_g_loss(logits_fake)
+            g_loss, d_loss, d_logs = hinge_critic(models["discriminator"], hq, rec)
             if step >= lc.gan_start_step + lc.discriminator_warmup_steps:
                 weight = adaptive_gan_weight(nll, g_loss, vqgan.decoder.conv_out.weight, lc.adaptive_weight_max)
                 loss = loss + lc.gan_weight * weight * g_loss
             else:  # a loss without a graph: the autoencoder is not stepped while its critic warms up
                 weight, loss = torch.zeros((), device=hq.device), loss.detach()
-            d_loss = hinge_d_loss(logits_real, logits_fake)
             logs.update(g_loss=g_loss.detach(), adaptive_weight=weight)
-            losses["discriminator"] = (d_loss, {"logits_real": logits_real.detach().mean(),
-                                                "logits_fake": logits_fake.detach().mean()})
+            losses["discriminator"] = (d_loss, d_logs)
         return {"vqgan": (loss, logs), **losses}
 
     def make_grid(self, models, frozen, batch: dict[str, Tensor]) -> Tensor:
