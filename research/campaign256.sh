@@ -44,6 +44,12 @@
 #                                    # side by side on part0 (.whl4, data/init/vqgan, part0 carried)
 #   bash research/campaign256.sh gan4b # gan4's arms resumed on parts 0-2 (part1, part2, data/init/backbone carried),
 #                                    # then the 200 val faces scored here from PNGs; the better arm's UNet comes back
+#   bash research/campaign256.sh s5a  # issue 31's GPU section (benchmarks/suite.sh speed) while the bundled UNet and
+#                                    # VQGAN travel xz-packed (.carry1), with .whl0, data/init/mask and the val faces
+#   bash research/campaign256.sh s5b  # the score model without the energy term: a 4x-faster critic (score_critic.yaml)
+#                                    # beside the pixel loss alone, on part0-1 (.whl4, part0, part1 carried)
+#   bash research/campaign256.sh s5c  # s5b's arms resumed on parts 0-2 (part2 and .carry3's backbone carried), rows at
+#                                    # N = 100 (bf16) and N = 200 (fp32 and bf16) scored here; one arm's UNet comes back
 #   bash research/campaign256.sh t3   # two decoder arms, L1 + 0.1 EffNet-PD + focal frequency + the adaptive GAN, with
 #                                    # and without the Laplacian-energy loss, on part0-1 (.whl, part1, data/init/vqgan
 #                                    # carried), the IRN resumed beside them
@@ -61,6 +67,9 @@ done
 export PYTHONPATH=/tmp/site:$PWD
 INIT=/tmp/init  # warm starts and frozen models carried now or by an earlier call of this lease
 mkdir -p $INIT; for m in data/init/*; do [ -d "$m" ] && rm -rf "$INIT/$(basename $m)" && cp -r "$m" $INIT/; done
+for packed in .carry*/*.tar.xz; do  # components too big to travel raw beside the rest of a call (xz -9e)
+  [ -f "$packed" ] && python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$packed" $INIT
+done
 echo "init: $(ls $INIT | tr '\n' ' ')"
 for part in data/celebahq256/train/part*; do [ -d "$DATA/train/$(basename $part)" ] || cp -r "$part" "$DATA/train/"; done
 [ -d "$DATA/val" ] || cp -r data/celebahq256/val "$DATA/val"
@@ -114,11 +123,11 @@ assemble() {  # name unet-folder [assembler options]: the bundled components wit
     --model-config configs/model/celebahq256.yaml --out $M/$name --overwrite "$@" > $RUNS/assemble_$name.log 2>&1 ||
     { tail -3 $RUNS/assemble_$name.log; return 1; }
 }
-row() {  # row model [args...]: restored while the call has time (rows in order of importance)
+row() {  # row model [args...]: restored while the call has time (rows in order of importance); LQ: another folder
   local name=$1 model=$2; shift 2
   [ $SECONDS -lt ${X_SECONDS:-${CALL_SECONDS:-570}} ] || { echo "$name: skipped, out of time"; return; }
   local start=$SECONDS
-  entry diffrestore.cli --lq $T/lq --out $R/$name --aligned --model $M/$model --batch-size 50 --quiet "$@" \
+  entry diffrestore.cli --lq ${LQ:-$T/lq} --out $R/$name --aligned --model $M/$model --batch-size 50 --quiet "$@" \
     > $RUNS/row_$name.log 2>&1
   echo "$name: exit $? in $((SECONDS - start)) s"
 }
@@ -486,8 +495,86 @@ PY
   jpeg_rows
   pack gan4b $RUNS/*.log $RUNS/gan*/log.jsonl $E /tmp/jpeg $T/manifest.json $RUNS/$best/export/unet
   ;;
+s5a)
+  # Issue 31's GPU section: the default architecture with random weights (speed does not depend on them); stages
+  # the bundled UNet, VQGAN and mask, .whl0 and the val faces for s5b, s5c
+  nvidia-smi -L
+  RESULTS=$OUT/RESULTS.md timeout ${SPEED_SECONDS:-380} bash benchmarks/suite.sh speed > $RUNS/speed.log 2>&1
+  echo "speed: exit $?"; grep -E "^\| " $OUT/RESULTS.md
+  pack s5a $RUNS/speed.log
+  ;;
+s5b)
+  # Two arms from the bundled score model, both without the Laplacian-energy term (session 12: it drew a cross-hatch
+  # past N = 100): a critic at 4x the UNet's rate (score_critic.yaml, eager: its adaptive weight's second backward
+  # refuses a compiled graph) beside the pixel loss alone (compiled). Carried: .whl4 (EffNet), part0, part1
+  minutes=$(left_minutes ${CALL_SECONDS:-560} 60)
+  train score_critic critic "$minutes" init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan &
+  train score_texture e0 "$minutes" init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan loss.pixel_weight=0.3 \
+    loss.detail_energy_weight=0 &
+  wait
+  for arm in critic e0; do grep -h '"step"' $RUNS/$arm/log.jsonl | tail -1; done
+  pack s5b $RUNS/*.log $RUNS/critic/log.jsonl $RUNS/e0/log.jsonl
+  ;;
+s5c)
+  # s5b's arms resumed on parts 0-2, then the val faces: the 200 at N = 100 (bf16, what a GPU user gets) and the first
+  # 64 at N = 200 in fp32 (the CPU's arithmetic, where session 12's cross-hatch showed) and, for the bundled model, in
+  # bf16; scored here from the PNGs. Back: JPEG q90 of the N = 100 rows (dlib, SFace), PNGs of 8 faces per N = 200
+  # row, and the UNet of the arm whose fp32 N = 200 NIQE is below the bundled model's and whose N = 100 NIQE is lowest
+  # (else the lowest fp32 N = 200 NIQE). Carried: part2, .carry3 (the backbone)
+  E=/tmp/eval; mkdir -p $M $R $E /tmp/lq64
+  minutes=$(left_minutes ${CALL_SECONDS:-570} ${ROWS_SECONDS:-420})
+  if [ "${RESUME:-1}" = 1 ]; then
+    train score_critic critic "$minutes" --resume latest init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan &
+    train score_texture e0 "$minutes" --resume latest init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan \
+      loss.pixel_weight=0.3 loss.detail_energy_weight=0 &
+    wait
+  fi
+  for arm in critic e0; do grep -h '"step"' $RUNS/$arm/log.jsonl | tail -1; done
+  make_testset; cp $(ls -d $T/lq/* | head -64) /tmp/lq64/
+  assemble bundled $INIT/unet
+  for arm in critic e0; do assemble $arm $RUNS/$arm/export/unet; done
+  score() {  # row [metrics]: the PNGs scored here
+    entry diffrestore.evaluation.cli --restored $R/$1 --gt $T/hq --device cuda --metrics ${2:-psnr,ssim,effnet_pd,lapvar,niqe,fd-effnet} \
+      --out $E/$1 > $RUNS/eval_$1.log 2>&1; echo "eval $1: exit $?"
+  }
+  X_SECONDS=$((${CALL_SECONDS:-570} - 45))
+  for name in bundled critic e0; do row $name $name && score $name; done
+  for name in bundled critic e0; do
+    LQ=/tmp/lq64 row ${name}_n200f $name start_t=200 --dtype fp32 && score ${name}_n200f psnr,effnet_pd,lapvar,niqe
+  done
+  LQ=/tmp/lq64 row bundled_n200 bundled start_t=200 && score bundled_n200 psnr,effnet_pd,lapvar,niqe
+  python3 scripts/evaluation_table.py --paired $(for r in bundled critic e0; do
+    [ -f $E/$r/per_image.csv ] && echo "$r=$E/$r"; done) > $OUT/s5c_table.md 2>&1
+  python3 scripts/evaluation_table.py --paired $(for r in bundled_n200f critic_n200f e0_n200f bundled_n200; do
+    [ -f $E/$r/per_image.csv ] && echo "$r=$E/$r"; done) >> $OUT/s5c_table.md 2>&1; cat $OUT/s5c_table.md
+  best=$(python3 - <<'PY'
+import json
+from pathlib import Path
+def niqe(row):
+    path = Path("/tmp/eval") / row / "summary.json"
+    return json.loads(path.read_text())["summary"].get("niqe", {}).get("mean") if path.is_file() else None
+arms = [a for a in ("critic", "e0") if niqe(a) is not None and niqe(a + "_n200f") is not None]
+base = niqe("bundled_n200f")
+clean = [a for a in arms if base is None or niqe(a + "_n200f") < base]
+print(min(clean, key=niqe) if clean else min(arms, key=lambda a: niqe(a + "_n200f")) if arms else "critic")
+PY
+)
+  echo "back: $best"
+  python3 - <<'PY'
+from pathlib import Path
+from PIL import Image
+for row in Path("/tmp/restored").iterdir():
+    out = Path("/tmp/back") / row.name; out.mkdir(parents=True, exist_ok=True)
+    files = sorted(row.glob("*.png"))
+    if row.name.endswith(("_n200f", "_n200")):
+        for f in files[:8]: Image.open(f).save(out / f.name)
+    else:
+        for f in files: Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=90)
+PY
+  pack s5c $RUNS/*.log $RUNS/critic/log.jsonl $RUNS/e0/log.jsonl $E /tmp/back $T/manifest.json $RUNS/$best/export/unet
+  ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|p3|q3|g3|s4|gan4|gan4b" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|p3|q3|g3|s4|gan4|gan4b|s5a|s5b|s5c" >&2; exit 2
   ;;
 esac
 ls -la $OUT

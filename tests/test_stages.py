@@ -201,6 +201,22 @@ def test_a_warming_discriminator_trains_alone_and_travels_with_the_export(vqgan_
     assert all(torch.equal(loaded[k].half(), v.half()) for k, v in trained.state_dict().items())
 
 
+def test_lr_scale_sets_one_models_learning_rate_and_names_an_unknown_model(faces, tmp_path):
+    """``optim.lr_scale``: the discriminator learns at its factor times ``optim.lr``, the VQGAN at ``optim.lr``;
+    a name that is not a trainable model of the stage is refused, naming the key and the models."""
+    common = ["optim.lr=1e-4", "loss.gan_start_step=0"]
+    cfg = make_config(tmp_path, faces, "vqgan", *common, "optim.lr_scale={discriminator: 4.0}")
+    trainer = Trainer(cfg, STAGES["vqgan"](cfg))
+    learning_rates = {name: opt.param_groups[0]["lr"] for name, opt in trainer.optimizers.items()}
+    assert learning_rates == pytest.approx({"vqgan": 1e-4, "discriminator": 4e-4})
+    cfg = make_config(tmp_path, faces, "vqgan", *common, "optim.lr_scale={critic: 4.0}")
+    with pytest.raises(ConfigError, match=r"'optim.lr_scale'.*critic.*discriminator"):
+        Trainer(cfg, STAGES["vqgan"](cfg))
+    cfg = make_config(tmp_path, faces, "vqgan", *common, "optim.lr_scale={discriminator: 0}")
+    with pytest.raises(ConfigError, match=r"'optim.lr_scale.discriminator': must be > 0"):
+        Trainer(cfg, STAGES["vqgan"](cfg))
+
+
 def test_backbone_stage(backbone_run, runs, faces):
     out, logs = backbone_run
     assert_decreases(logs, "backbone/mse")

@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from .schema import TrainConfig
+
 STATE_FILE = "trainer_state.json"  # written last into the temporary folder
 _NAME = re.compile(r"^step-(\d{8})$")
 _TMP_PREFIX = ".tmp-"
@@ -122,11 +124,13 @@ def save_checkpoint(root: str | Path, step: int, state: dict[str, Any], write: C
     return final
 
 
-SCHEDULE_KEYS = ("max_steps", "optim.lr", "optim.lr_schedule", "optim.warmup_steps")
+SCHEDULE_KEYS = ("max_steps", "optim.lr", "optim.lr_scale", "optim.lr_schedule", "optim.warmup_steps")
 
 
 def schedule_changes(saved: dict, now: DictConfig) -> list[tuple[str, Any, Any]]:
     """(key, saved value, value now) of the learning-rate schedule's settings that a resume changes."""
-    saved = OmegaConf.create(saved)
-    changes = [(key, OmegaConf.select(saved, key), OmegaConf.select(now, key)) for key in SCHEDULE_KEYS]
+    saved, defaults = OmegaConf.create(saved), OmegaConf.structured(TrainConfig)
+    # a key added to the schema after the checkpoint was saved had its default then
+    changes = [(key, OmegaConf.select(saved, key, default=OmegaConf.select(defaults, key)), OmegaConf.select(now, key))
+               for key in SCHEDULE_KEYS]
     return [change for change in changes if change[1] != change[2]]

@@ -21,6 +21,9 @@ class OptimConfig:
     warmup_steps: int = 500
     lr_schedule: str = "cosine"  # any name of diffusers.optimization.get_scheduler
     max_grad_norm: float = 1.0  # <= 0 disables clipping
+    # {trainable model name: factor on lr}, e.g. {discriminator: 4.0}: a critic that starts fresh beside a
+    # warm-started generator must learn faster than it to judge it
+    lr_scale: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,5 +98,8 @@ def check_config(cfg: TrainConfig) -> None:
                 "log_every"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(cfg, key)}")
+    for name, factor in cfg.optim.lr_scale.items():
+        if not factor > 0:
+            raise ConfigError(f"config key 'optim.lr_scale.{name}': must be > 0, got {factor}")
     if not 0.0 <= cfg.ema_decay <= 1.0:
         raise ConfigError(f"config key 'ema_decay': must be in [0, 1], got {cfg.ema_decay}")

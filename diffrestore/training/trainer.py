@@ -110,10 +110,15 @@ class Trainer:
         self.frozen = {name: m.eval().requires_grad_(False).to(acc.device) for name, m in stage.build_frozen().items()}
         speed_up(models, self.frozen, cfg.channels_last, cfg.compile)
 
-        optimizers = [torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=cfg.optim.lr,
+        unknown = set(cfg.optim.lr_scale) - set(models)
+        if unknown:
+            raise ConfigError(f"config key 'optim.lr_scale': {sorted(unknown)} are not trainable models of stage "
+                              f"{cfg.stage!r} (they are {sorted(models)})")
+        optimizers = [torch.optim.AdamW([p for p in m.parameters() if p.requires_grad],
+                                        lr=cfg.optim.lr * cfg.optim.lr_scale.get(name, 1.0),
                                         betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay,
                                         fused=acc.device.type == "cuda")
-                      for m in models.values()]
+                      for name, m in models.items()]
         self.schedulers = [get_scheduler(cfg.optim.lr_schedule, opt, num_warmup_steps=cfg.optim.warmup_steps,
                                          num_training_steps=cfg.max_steps) for opt in optimizers]
 
