@@ -101,6 +101,11 @@ def largest_difference(first: Path, other: Path) -> int:
                           - np.asarray(Image.open(other / name), np.int16)).max()) for name in names)
 
 
+def written_megabytes(folder: Path) -> float:
+    """The size of the restored images in a folder (not the records beside them), in MB."""
+    return sum(path.stat().st_size for path in list_images(folder)) / 1e6
+
+
 def override_pairs(overrides: list[str]) -> dict:
     import yaml
 
@@ -120,7 +125,7 @@ def pipeline_only(restorer: FaceRestorer, folder: Path, aligned: bool) -> dict:
     seconds = time.perf_counter() - tic
     return {"run": "pipeline only", "images": len(prepared), "faces": len(faces), "load s": None, "s": seconds,
             "images/s": len(prepared) / seconds, "faces/s": len(faces) / seconds, "ratio": 1.0,
-            "max diff (levels) vs first run": None, "summary": None}
+            "max diff (levels) vs first run": None, "MB written": None, "summary": None}
 
 
 def command(folder: Path, out: Path, model: str, options: RestoreOptions, aligned: bool, prefetch: str,
@@ -157,7 +162,7 @@ def folder_rows(folder: Path, aligned: bool, model: str, options: RestoreOptions
                      "load s": load, "s": seconds, "images/s": base["images"] / loop, "faces/s": base["faces"] / loop,
                      "ratio": base["faces"] / loop / base["faces/s"],
                      "max diff (levels) vs first run": largest_difference(outs[0], outs[-1]),
-                     "summary": summary})
+                     "MB written": written_megabytes(outs[-1]), "summary": summary})
         print(rows[-1], flush=True)
     if args.process:
         rows.append(process_row(folder, tmp / f"out_{folder.name}_process", model, options, aligned, args.overrides,

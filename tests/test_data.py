@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -130,6 +132,9 @@ def test_testset_is_reproducible_byte_for_byte(face_dir, tmp_path, capsys):
     redone = degrade(hq, DegradationParams(**record["params"]))
     assert (redone - lq).abs().max() <= 1 / 127.5 + 1e-6  # the manifest's params made that LQ image
     assert max(r["params"]["scale"] for r in manifest["images"]) <= 30 * 128 / 512
+    assert record["pixels_sha256"]["lq"] == hashlib.sha256(np.asarray(load_image(runs[0] / "lq" / record["name"]))
+                                                           .tobytes()).hexdigest()
+    assert record["pixels_sha256"]["lq"] != record["pixels_sha256"]["hq"]
 
     other = tmp_path / "seed1"
     testset.main(["--hq", str(face_dir), "--out", str(other), "--seed", "1", "--limit", "2"])

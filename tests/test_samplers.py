@@ -9,12 +9,15 @@ Two score models with known answers:
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 from torch import nn
 
+from diffrestore.sampling import schedulers
 from diffrestore.sampling import (SAMPLERS, SCHEDULERS, IdentityGuidance, build_respaced_scheduler, clean_latent,
                                   identity_gradient, noise_latent, register_sampler, respaced_timesteps, sample_difface,
                                   sample_prior, unet_eps_model)
@@ -382,3 +385,15 @@ def test_invalid_guidance_options(identity_parts):
         make_guidance(identity_parts, range=(0.7, 0.2))
     with pytest.raises(ValueError, match="schedule"):
         make_guidance(identity_parts, schedule="cosine")
+
+
+def test_too_few_distinct_timesteps_are_told_once_and_not_for_the_backbone_alone(caplog):
+    """More steps than timesteps in [0, start_t]: one warning per setting, however many faces ask; start_t 0
+    (``--fidelity 1``, the backbone's estimate) is a mode asked for, not a problem."""
+    schedulers._warn_few_timesteps.cache_clear()  # another test may have asked for the same setting
+    with caplog.at_level(logging.WARNING, logger="diffrestore.sampling.schedulers"):
+        for _ in range(3):
+            assert respaced_timesteps(3, 10) == [3, 2, 1, 0]
+            assert respaced_timesteps(0, 10) == [0]
+    assert [r.getMessage() for r in caplog.records] == [
+        "10 steps requested over [0, 3]: only 4 distinct timesteps exist, using those"]

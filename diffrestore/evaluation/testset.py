@@ -8,7 +8,7 @@
 
 writes ``OUT/hq/NAME.png`` (the face at ``--resolution``), ``OUT/lq/NAME.png`` (degraded by the
 GFPGAN/CodeFormer model, the papers' ranges scaled to the resolution) and ``OUT/manifest.json``
-(recipe, seed and each image's parameters). Each image's randomness comes from the seed and its
+(recipe, seed, each image's parameters and the SHA-256 of its pixels). Each image's randomness comes from the seed and its
 file name only, so the output is the same byte for byte on every run, and an image keeps its
 degradation whatever else is in the folder or whatever ``--limit`` is.
 """
@@ -16,6 +16,7 @@ degradation whatever else is in the folder or whatever ``--limit`` is.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         stem = Path(name).stem
         save_image(hq, args.out / "hq" / f"{stem}.png", overwrite=True)
         save_image(degrade(hq, params), args.out / "lq" / f"{stem}.png", overwrite=True)
-        records.append({"name": f"{stem}.png", "source": name, "params": params.to_dict()})
+        records.append({"name": f"{stem}.png", "source": name, "params": params.to_dict(),
+                        "pixels_sha256": {side: pixel_digest(args.out / side / f"{stem}.png") for side in ("hq", "lq")}})
     _remove_stale(args.out, {r["name"] for r in records})
 
     manifest = {
@@ -113,6 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     print(f"{args.out}: {len(records)} LQ/HQ pairs at {args.resolution} px, seed {args.seed}")
+
+
+def pixel_digest(path: Path) -> str:
+    """SHA-256 of an image's RGB pixels (not of its file: encoders may write the same pixels differently).
+    The same manifest made with other library versions (JPEG, resampling) can give other pixels; comparing
+    these digests tells whether two machines score the same test set."""
+    return hashlib.sha256(np.asarray(load_image(path)).tobytes()).hexdigest()
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

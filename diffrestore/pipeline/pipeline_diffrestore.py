@@ -209,9 +209,16 @@ class DiffRestorePipeline(DiffusionPipeline):
     # ----------------------------------------------------------------------------------------------
     # latents
 
+    # The UNet's first parameter stands for where and how every model runs. diffusers' own properties walk
+    # every module (looking for offloading hooks, which this pipeline does not use): milliseconds per call,
+    # which a one-face restoration pays several times.
     @property
     def dtype(self) -> torch.dtype:
-        return self.unet.dtype
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def _execution_device(self) -> torch.device:
+        return next(self.unet.parameters()).device
 
     @property
     def codec(self) -> LatentCodec:

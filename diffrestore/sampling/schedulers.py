@@ -22,6 +22,7 @@ the variance-preserving ``z_t`` (``state_scale``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from typing import Optional, Sequence
@@ -71,10 +72,16 @@ def respaced_timesteps(start_t: int, steps: int, num_train_timesteps: Optional[i
         raise ValueError(f"{key} {start_t if key == 'start_t' else steps}: {problem}")
     rounded = np.round(np.linspace(start_t, 0, steps)).astype(np.int64)
     timesteps = sorted({int(t) for t in rounded}, reverse=True)
-    if len(timesteps) < steps:
-        logger.warning("%d steps requested over [0, %d]: only %d distinct timesteps exist, using those",
-                       steps, start_t, len(timesteps))
+    if len(timesteps) < steps and start_t > 0:  # start_t 0 is the backbone's estimate alone, asked for
+        _warn_few_timesteps(steps, start_t, len(timesteps))
     return timesteps
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_few_timesteps(steps: int, start_t: int, distinct: int) -> None:
+    """Once per process and setting, not once per face."""
+    logger.warning("%d steps requested over [0, %d]: only %d distinct timesteps exist, using those",
+                   steps, start_t, distinct)
 
 
 def build_respaced_scheduler(scheduler: SchedulerMixin, timesteps: Sequence[int]) -> SchedulerMixin:
