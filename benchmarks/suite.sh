@@ -73,11 +73,16 @@ speed)  # issue 31 in one call: 324 aligned 512-px faces and 100 whole photos th
         # and under CUDA graphs (warm-up stated); the pipeline at 1 and 256 under CUDA graphs (PROFILE=DIR: operator
         # tables of one call each)
   # (DEVICE, MODEL, ALIGNED, WHOLES: a dry run elsewhere, e.g. DEVICE=cpu MODEL=configs/model/tiny.yaml ALIGNED=2 WHOLES=1)
+  # Each folder its own run, so that one failing (session 13: no MTCNN on the machine) leaves the others' tables.
+  # threads=1: the readers' and writers' torch work single-threaded (on a GPU the model needs no CPU threads, and
+  # 16 pool threads x 16 intra-op threads oversubscribe the cores).
   M256="--model-config ${MODEL:-configs/model/celebahq256.yaml}"
-  $PY benchmarks/folder.py --append --results $RESULTS $M256 --device ${DEVICE:-cuda} --batch-size ${BATCH:-64} \
-    --aligned-count ${ALIGNED:-324} --whole-count ${WHOLES:-100} --whole-lq ${WHOLE:-tests/assets/whole} \
-    --latency-compile none,auto --process
+  F="$PY benchmarks/folder.py --append --results $RESULTS $M256 --device ${DEVICE:-cuda} --batch-size ${BATCH:-64}"
   $S $M256 --device ${DEVICE:-cuda} --batch-sizes 1,256 --compile reduce-overhead ${PROFILE:+--profile $PROFILE}
+  $F --aligned-count ${ALIGNED:-324} --whole-count 0 --latency-compile none,auto --process
+  $F --aligned-count ${ALIGNED:-324} --whole-count 0 --latency-compile "" threads=1
+  $F --aligned-count 0 --whole-count ${WHOLES:-100} --whole-lq ${WHOLE:-tests/assets/whole} --latency-compile "" \
+    --process
   ;;
 folder-cpu)  # the bundled model, 8 aligned faces and 2 whole photos, one face a call (the command's CPU chunk)
   $PY benchmarks/folder.py --append --results $RESULTS --device cpu --batch-size 1 --aligned-count 8 --whole-count 2 \

@@ -59,7 +59,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}; RUNS=${RUNS:-/tmp/runs}; DATA=${DATA:-/tmp/celebahq256}
 mkdir -p "$OUT" "$RUNS" "$DATA/train"
 export PYTHONUNBUFFERED=1
-for wheels in .whl0 .whl .whl2 .whl3 .whl4; do
+for wheels in .whl0 .whl .whl2 .whl3 .whl4 .whl5; do
   if [ -d $wheels ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $wheels/*.whl
   fi

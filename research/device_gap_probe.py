@@ -1,0 +1,80 @@
+"""Why the CPU's images differ from the GPU's (session 13): the bundled model at N = 200 on the first faces of the
+val test set, restored here in one of several variants and compared with the GPU's fp32 PNGs of the same faces.
+
+    python research/device_gap_probe.py --gpu runs/s13/tmp/b8/fp32 --cpu /tmp/cpu8_n200 fp32|tf32|seed1|codebook
+
+``--cpu``: the CLI's fp32 images of those faces (``diffrestore --lq <faces> --out DIR --aligned start_t=200``).
+fp32 repeats them; tf32 rounds every convolution's input and weight to TF32's 10-bit mantissa (what cuDNN does on
+a GPU in "fp32"); seed1 draws other noise (the scale of a real difference); codebook prints the Laplacian variance
+with and without the codebook's final lookup. Run it with another torch (a venv) to compare versions."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import scipy.ndimage as ndimage
+import torch
+from PIL import Image
+
+from diffrestore.io import pil_to_tensor, tensor_to_pil
+from diffrestore.pipeline import DiffRestorePipeline
+from diffrestore.pipeline.options import RestoreOptions
+from diffrestore.pipeline.restore import FaceRestorer, face_seed
+
+LQ = Path("data/testsets/val256-codeformer/lq")
+
+
+def tf32(x: torch.Tensor) -> torch.Tensor:
+    """Round float32 to TF32's 10-bit mantissa (round half up on the bits)."""
+    return ((x.view(torch.int32) + 0x1000) & ~0x1FFF).view(torch.float32) if x.dtype == torch.float32 else x
+
+
+def laplacian_variance(image: np.ndarray) -> float:
+    return float(ndimage.laplace(image.astype(float).mean(2)).var())
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255 ** 2 / ((a.astype(float) - b.astype(float)) ** 2).mean()))
+
+
+def codebook(names: list[Path]) -> None:
+    pipe = DiffRestorePipeline.from_pretrained("diffrestore/pretrained/celebahq256")
+    lq = torch.stack([pil_to_tensor(Image.open(LQ / n.name).convert("RGB")) for n in names])
+    generators = [torch.Generator().manual_seed(face_seed(0, n.name)) for n in names]
+    with torch.no_grad():
+        estimate = pipe.estimate(lq)
+        z0 = pipe.sample_latents(pipe.encode(estimate), pipe.encode(lq), RestoreOptions(start_t=200), generators)
+        for quantize in (True, False):
+            out = pipe.finish(z0, estimate, RestoreOptions(start_t=200), quantize=quantize)
+            print("codebook lookup" if quantize else "no lookup", [round(laplacian_variance(np.asarray(tensor_to_pil(o))), 1)
+                                                                   for o in out])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("variant", choices=["fp32", "tf32", "seed1", "codebook"])
+    parser.add_argument("--gpu", type=Path, required=True)
+    parser.add_argument("--cpu", type=Path, required=True)
+    parser.add_argument("--faces", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    names = sorted(args.gpu.glob("*.png"))[:args.faces]
+    if args.variant == "codebook":
+        return codebook(names)
+    if args.variant == "tf32":
+        conv = torch.nn.Conv2d._conv_forward
+        torch.nn.Conv2d._conv_forward = lambda self, x, w, b: conv(self, tf32(x), tf32(w), b)
+    restorer = FaceRestorer.from_options(RestoreOptions(start_t=200, seed=1 if args.variant == "seed1" else 0))
+    restored = restorer.restore_aligned([Image.open(LQ / n.name).convert("RGB") for n in names], [n.name for n in names])
+    print(f"torch {torch.__version__}, variant {args.variant}")
+    for name, face in zip(names, restored):
+        mine = np.asarray(tensor_to_pil(face))
+        gpu, cpu = np.asarray(Image.open(name)), np.asarray(Image.open(args.cpu / name.name))
+        print(f"{name.name}: LapVar {laplacian_variance(mine):.1f} (GPU {laplacian_variance(gpu):.1f}, CPU "
+              f"{laplacian_variance(cpu):.1f}); PSNR to the GPU's {psnr(mine, gpu):.1f} dB, to the CPU's {psnr(mine, cpu):.1f} dB")
+
+
+if __name__ == "__main__":
+    main()
