@@ -131,6 +131,15 @@ row() {  # row model [args...]: restored while the call has time (rows in order 
     > $RUNS/row_$name.log 2>&1
   echo "$name: exit $? in $((SECONDS - start)) s"
 }
+E=/tmp/eval  # phases gan4b, s5c: the rows' scores
+score() {  # row [metrics]: the PNGs scored here (NIQE, LapVar and FD-EffNet from PNGs: JPEG copies mislead the first
+           # two); if that fails, again without NIQE and FD-EffNet
+  entry diffrestore.evaluation.cli --restored $R/$1 --gt $T/hq --device cuda \
+    --metrics ${2:-psnr,ssim,effnet_pd,lapvar,niqe,fd-effnet} --out $E/$1 > $RUNS/eval_$1.log 2>&1 ||
+    entry diffrestore.evaluation.cli --restored $R/$1 --gt $T/hq --device cuda --metrics psnr,ssim,effnet_pd,lapvar \
+      --out $E/$1 >> $RUNS/eval_$1.log 2>&1
+  echo "eval $1: exit $?"
+}
 jpeg_rows() {  # JPEG q95 of every restored row into /tmp/jpeg (the files that come back)
   python3 - <<'PY'
 from pathlib import Path
@@ -325,7 +334,7 @@ x)
   # the bundled model, its backbone alone (N=0), the two new decoders in its place, SFace guidance towards the
   # backbone's face and towards the new IRN's prediction. Unet carried; the rest staged by t, w.
   nvidia-smi -L
-  E=/tmp/eval  # M, T, R and entry: the helpers above
+  # M, T, R, E and entry: the helpers above
   mkdir -p $M $R $E
   assemble() {  # name vqgan-folder [assembler options]
     local name=$1 vqgan=$2; shift 2
@@ -456,7 +465,7 @@ gan4b)
   # both arms, scored here from the PNGs (PSNR, SSIM, EffNet-PD, FD-EffNet, LapVar, NIQE); JPEG q90 copies come back
   # for dlib and SFace, and the UNet of the arm with the lowest NIQE of those within 0.2 dB of the bundled PSNR
   # (else the lowest EffNet-PD). Carried: part1, part2, data/init/backbone
-  E=/tmp/eval; mkdir -p $M $R $E
+  mkdir -p $M $R $E
   minutes=$(left_minutes ${CALL_SECONDS:-560} ${ROWS_SECONDS:-330})
   for arm in gan03 gan1; do
     [ "${RESUME:-1}" = 1 ] && train score_gan $arm "$minutes" --resume latest init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan &
@@ -466,13 +475,6 @@ gan4b)
   make_testset
   assemble bundled $INIT/unet
   for arm in gan03 gan1; do assemble $arm $RUNS/$arm/export/unet; done
-  score() {  # row: the PNGs scored here (NIQE, LapVar and FD-EffNet from PNGs: JPEG copies mislead the first two)
-    local metrics=psnr,ssim,effnet_pd,lapvar,niqe,fd-effnet
-    entry diffrestore.evaluation.cli --restored $R/$1 --gt $T/hq --device cuda --metrics $metrics --out $E/$1 \
-      > $RUNS/eval_$1.log 2>&1 || entry diffrestore.evaluation.cli --restored $R/$1 --gt $T/hq --device cuda \
-      --metrics psnr,ssim,effnet_pd,lapvar --out $E/$1 >> $RUNS/eval_$1.log 2>&1
-    echo "eval $1: exit $?"
-  }
   X_SECONDS=$((${CALL_SECONDS:-560} - 60))
   for name in bundled gan03 gan1; do row $name $name && score $name; done
   row backbone bundled --fidelity 1 && score backbone
@@ -521,7 +523,7 @@ s5c)
   # bf16; scored here from the PNGs. Back: JPEG q90 of the N = 100 rows (dlib, SFace), PNGs of 8 faces per N = 200
   # row, and the UNet of the arm whose fp32 N = 200 NIQE is below the bundled model's and whose N = 100 NIQE is lowest
   # (else the lowest fp32 N = 200 NIQE). Carried: part2, .carry3 (the backbone)
-  E=/tmp/eval; mkdir -p $M $R $E /tmp/lq64
+  mkdir -p $M $R $E /tmp/lq64
   minutes=$(left_minutes ${CALL_SECONDS:-570} ${ROWS_SECONDS:-420})
   if [ "${RESUME:-1}" = 1 ]; then
     train score_critic critic "$minutes" --resume latest init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan &
@@ -533,10 +535,6 @@ s5c)
   make_testset; cp $(ls -d $T/lq/* | head -64) /tmp/lq64/
   assemble bundled $INIT/unet
   for arm in critic e0; do assemble $arm $RUNS/$arm/export/unet; done
-  score() {  # row [metrics]: the PNGs scored here
-    entry diffrestore.evaluation.cli --restored $R/$1 --gt $T/hq --device cuda --metrics ${2:-psnr,ssim,effnet_pd,lapvar,niqe,fd-effnet} \
-      --out $E/$1 > $RUNS/eval_$1.log 2>&1; echo "eval $1: exit $?"
-  }
   X_SECONDS=$((${CALL_SECONDS:-570} - 45))
   for name in bundled critic e0; do row $name $name && score $name; done
   for name in bundled critic e0; do
