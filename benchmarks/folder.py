@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated compile modes of the one-face rows (none: eager; auto; reduce-overhead; "
                         "'': no rows)")
     p.add_argument("--repeats", type=int, default=20, help="latency calls after the warm-up")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="folder for torch.profiler tables of the last command run of each folder (its kernels' "
+                        "busy share of the wall time, the operators by time)")
     p.add_argument("--append", action="store_true", help="also append the tables to --results")
     p.add_argument("--results", type=Path, default=None, help="default benchmarks/RESULTS.md")
     p.add_argument("overrides", nargs="*", help="key=value RestoreOptions for every run (e.g. steps=10)")
@@ -156,7 +159,9 @@ def folder_rows(folder: Path, aligned: bool, model: str, options: RestoreOptions
         FaceRestorer.from_options(options)  # what the command spends loading before its loop
         load = time.perf_counter() - tic
         outs.append(tmp / f"out_{folder.name}_{prefetch}")
-        seconds, summary = command(folder, outs[-1], model, options, aligned, prefetch, args.overrides)
+        profiled = args.profile is not None and prefetch == args.prefetch.split(",")[-1]
+        with profiling(args.profile / f"folder_{folder.name}.txt" if profiled else None):
+            seconds, summary = command(folder, outs[-1], model, options, aligned, prefetch, args.overrides)
         loop = max(seconds - load, 1e-9)
         rows.append({"run": f"command, --prefetch {prefetch}", "images": base["images"], "faces": base["faces"],
                      "load s": load, "s": seconds, "images/s": base["images"] / loop, "faces/s": base["faces"] / loop,
@@ -168,6 +173,32 @@ def folder_rows(folder: Path, aligned: bool, model: str, options: RestoreOptions
         rows.append(process_row(folder, tmp / f"out_{folder.name}_process", model, options, aligned, args.overrides,
                                 base))
     return [{"folder": "aligned" if aligned else "whole", **row} for row in rows]
+
+
+@contextlib.contextmanager
+def profiling(report_path: Path | None):
+    """torch.profiler around the block, its tables written to ``report_path`` (nothing when None): the CUDA
+    kernels' summed time against the wall time (the GPU busy share, an upper bound where kernels overlap) and the
+    operators by self time."""
+    if report_path is None:
+        yield
+        return
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    tic = time.perf_counter()
+    with torch.profiler.profile(activities=activities) as prof:
+        yield
+    wall = time.perf_counter() - tic
+    averages = prof.key_averages()
+    kernel_s = sum(getattr(e, "self_device_time_total", 0.0) for e in averages) / 1e6
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"wall {wall:.2f} s; kernels {kernel_s:.2f} s: GPU busy share {kernel_s / wall:.3f}", "",
+             averages.table(sort_by="self_cpu_time_total", row_limit=30)]
+    if torch.cuda.is_available():
+        lines += ["", averages.table(sort_by="self_device_time_total", row_limit=20)]
+    report_path.write_text("\n".join(lines))
+    print(f"profile: {report_path} ({lines[0]})", flush=True)
 
 
 def process_row(folder: Path, out: Path, model: str, options: RestoreOptions, aligned: bool, overrides: list[str],

@@ -71,7 +71,7 @@ cpu)  # the presets: unguided, default (guidance 0.5 on every 5th step), quality
 speed)  # issue 31 in one call: 324 aligned 512-px faces and 100 whole photos through the command (--prefetch 0 =
         # the sequential loop, then the threaded one) beside the same faces through the pipeline alone; one face eager
         # and under CUDA graphs (warm-up stated); the pipeline at 1 and 256 under CUDA graphs (PROFILE=DIR: operator
-        # tables of one call each)
+        # tables of one call each; of the threaded command's folders too: GPU busy share)
   # (DEVICE, MODEL, ALIGNED, WHOLES: a dry run elsewhere, e.g. DEVICE=cpu MODEL=configs/model/tiny.yaml ALIGNED=2 WHOLES=1)
   # Each folder its own run, so that one failing (session 13: no MTCNN on the machine) leaves the others' tables.
   # threads=1: the readers' and writers' torch work single-threaded (on a GPU the model needs no CPU threads, and
@@ -79,10 +79,13 @@ speed)  # issue 31 in one call: 324 aligned 512-px faces and 100 whole photos th
   M256="--model-config ${MODEL:-configs/model/celebahq256.yaml}"
   F="$PY benchmarks/folder.py --append --results $RESULTS $M256 --device ${DEVICE:-cuda} --batch-size ${BATCH:-64}"
   $S $M256 --device ${DEVICE:-cuda} --batch-sizes 1,256 --compile reduce-overhead ${PROFILE:+--profile $PROFILE}
-  $F --aligned-count ${ALIGNED:-324} --whole-count 0 --latency-compile none,auto --process
+  $F --aligned-count ${ALIGNED:-324} --whole-count 0 --latency-compile none,auto --process \
+    ${PROFILE:+--profile $PROFILE}
   $F --aligned-count ${ALIGNED:-324} --whole-count 0 --latency-compile "" threads=1
   $F --aligned-count 0 --whole-count ${WHOLES:-100} --whole-lq ${WHOLE:-tests/assets/whole} --latency-compile "" \
-    --process
+    --process ${PROFILE:+--profile $PROFILE}
+  # the folder under CUDA graphs (compile=auto), its compilation inside the command's time
+  $F --aligned-count ${ALIGNED:-324} --whole-count 0 --latency-compile "" --prefetch default compile=auto
   ;;
 folder-cpu)  # the bundled model, 8 aligned faces and 2 whole photos, one face a call (the command's CPU chunk)
   $PY benchmarks/folder.py --append --results $RESULTS --device cpu --batch-size 1 --aligned-count 8 --whole-count 2 \

@@ -2,12 +2,18 @@
 val test set, restored here in one of several variants and compared with the GPU's fp32 PNGs of the same faces.
 
     python research/device_gap_probe.py --gpu runs/s13/tmp/b8/fp32 --cpu /tmp/cpu8_n200 compare|fp32|tf32|seed1|codebook
+    python research/device_gap_probe.py dump --device cuda --out gpu.pt [--model DIR --lq DIR]  # on the GPU (session 14)
+    python research/device_gap_probe.py stages --gpu gpu.pt                  # here: the same stages on this CPU
 
 ``--cpu``: the CLI's fp32 images of those faces (``diffrestore --lq <faces> --out DIR --aligned start_t=200``).
 compare scores the two folders against each other (every face; any two folders of the same names); fp32 repeats
 the CPU's images; tf32 rounds every convolution's input and weight to TF32's 10-bit mantissa (what cuDNN does on
 a GPU in "fp32"); seed1 draws other noise (the scale of a real difference); codebook prints the Laplacian variance
-with and without the codebook's final lookup. Run it with another torch (a venv) to compare versions."""
+with and without the codebook's final lookup. Run it with another torch (a venv) to compare versions.
+
+dump saves every stage of the first faces' fp32 restoration at N = 200 on one device (the LQ pixels, the backbone
+estimate, both latents, each step's z_t and z_0 prediction, the final z_0 and image); stages recomputes each stage
+here from the dump's own input to it, so that a stage that differs shows apart from the chain's drift."""
 
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ def compare(first: Path, second: Path) -> None:
 
 
 def codebook(names: list[Path]) -> None:
-    pipe = DiffRestorePipeline.from_pretrained("diffrestore/pretrained/celebahq256")
+    pipe = load_pipeline(BUNDLED)
     lq = torch.stack([pil_to_tensor(Image.open(LQ / n.name).convert("RGB")) for n in names])
     generators = [torch.Generator().manual_seed(face_seed(0, n.name)) for n in names]
     with torch.no_grad():
@@ -57,14 +63,101 @@ def codebook(names: list[Path]) -> None:
                   [round(v, 1) for v in laplacian_variance(out.clamp(-1, 1)).tolist()])
 
 
+BUNDLED = "diffrestore/pretrained/celebahq256"
+
+
+def load_faces(names: list[str], folder: Path = LQ) -> torch.Tensor:
+    return torch.stack([pil_to_tensor(Image.open(folder / name).convert("RGB")) for name in names])
+
+
+def load_pipeline(model: str, device: str = "cpu") -> DiffRestorePipeline:
+    pipe = DiffRestorePipeline.from_pretrained(model).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def trace(pipe: DiffRestorePipeline, lq: torch.Tensor, names: list[str]) -> dict:
+    """Every stage of the restoration of ``lq`` at N = 200, in fp32 on the pipeline's device, moved to the CPU."""
+    options = RestoreOptions(start_t=200)
+    generators = [torch.Generator().manual_seed(face_seed(0, name)) for name in names]
+    steps: list[dict] = []
+    calls: list[dict] = []
+
+    def record(info: dict) -> None:
+        steps.append({"t": int(info["t"]), "x": info["x"].float().cpu(), "denoised": info["denoised"].float().cpu()})
+
+    def record_call(module, args, output) -> None:
+        calls.append({"sample": args[0].float().cpu(), "timestep": args[1].cpu(), "eps": output.sample.float().cpu()})
+
+    hook = pipe.unet.register_forward_hook(record_call)
+    with torch.no_grad():
+        estimate = pipe.estimate(lq)
+        z_start, condition = pipe.encode(estimate), pipe.encode(lq)
+        z0 = pipe.sample_latents(z_start, condition, options, generators, callback=record)
+        image = pipe.finish(z0, estimate, options)
+    hook.remove()
+    cpu = lambda x: x.float().cpu()  # noqa: E731
+    return {"names": names, "lq": cpu(lq), "estimate": cpu(estimate), "z_start": cpu(z_start),
+            "condition": cpu(condition), "steps": steps, "calls": calls, "z0": cpu(z0), "image": cpu(image),
+            "torch": str(torch.__version__), "device": str(lq.device)}
+
+
+def dump(model: str, lq_folder: Path, device: str, out: Path, faces: int) -> None:
+    names = sorted(p.name for p in lq_folder.glob("*.png"))[:faces]
+    torch.save(trace(load_pipeline(model, device), load_faces(names, lq_folder).to(device), names), out)
+    print(f"{out}: {len(names)} faces on {device}")
+
+
+def gap(a: torch.Tensor, b: torch.Tensor) -> str:
+    """Relative L2 difference and the largest absolute one."""
+    return f"rel {((a - b).norm() / b.norm()).item():.2e}, max {(a - b).abs().max().item():.2e}"
+
+
+def stages(gpu_dump: Path) -> None:
+    """Each stage on this CPU from the GPU's input to it, then the whole chain, against the GPU's."""
+    gpu = torch.load(gpu_dump)
+    print(f"GPU dump: torch {gpu['torch']} on {gpu['device']}; here torch {torch.__version__} on the CPU")
+    pipe = load_pipeline(BUNDLED)
+    lq = load_faces(gpu["names"])
+    print(f"LQ pixels: {gap(lq, gpu['lq'])}")
+    with torch.no_grad():
+        print(f"backbone, same LQ: {gap(pipe.estimate(gpu['lq']), gpu['estimate'])}")
+        print(f"encoder, same estimate: {gap(pipe.encode(gpu['estimate']), gpu['z_start'])}")
+        print(f"encoder, same LQ: {gap(pipe.encode(gpu['lq']), gpu['condition'])}")
+        for call in gpu["calls"]:  # the UNet on the GPU's own input of each step
+            eps = pipe.unet(call["sample"], call["timestep"]).sample
+            print(f"UNet at t={call['timestep'][0].item()}, same input: eps {gap(eps, call['eps'])}")
+        options = RestoreOptions(start_t=200)
+        image = pipe.finish(gpu["z0"], gpu["estimate"], options)
+        print(f"decoder and colour fix, same z_0: {gap(image, gpu['image'])}; LapVar here "
+              f"{[round(v, 1) for v in laplacian_variance(image).tolist()]}, GPU "
+              f"{[round(v, 1) for v in laplacian_variance(gpu['image']).tolist()]}")
+        mine = trace(pipe, gpu["lq"], gpu["names"])
+    for name in ("estimate", "z_start", "condition"):
+        print(f"chain {name}: {gap(mine[name], gpu[name])}")
+    for step_here, step_gpu in zip(mine["steps"], gpu["steps"]):
+        print(f"chain step t={step_gpu['t']}: z_t {gap(step_here['x'], step_gpu['x'])}; "
+              f"z_0 prediction {gap(step_here['denoised'], step_gpu['denoised'])}")
+    print(f"chain z_0: {gap(mine['z0'], gpu['z0'])}; image {gap(mine['image'], gpu['image'])}; LapVar here "
+          f"{[round(v, 1) for v in laplacian_variance(mine['image']).tolist()]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("variant", choices=["compare", "fp32", "tf32", "seed1", "codebook"])
-    parser.add_argument("--gpu", type=Path, required=True)
-    parser.add_argument("--cpu", type=Path, required=True)
+    parser.add_argument("variant", choices=["compare", "fp32", "tf32", "seed1", "codebook", "dump", "stages"])
+    parser.add_argument("--gpu", type=Path)
+    parser.add_argument("--cpu", type=Path)
     parser.add_argument("--faces", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--model", default=BUNDLED)
+    parser.add_argument("--lq", type=Path, default=LQ)
     args = parser.parse_args()
+    if args.variant == "dump":
+        return dump(args.model, args.lq, args.device, args.out, args.faces)
     torch.set_num_threads(2)
+    if args.variant == "stages":
+        return stages(args.gpu)
     if args.variant == "compare":
         return compare(args.cpu, args.gpu)
     names = sorted(args.gpu.glob("*.png"))[:args.faces]
