@@ -53,9 +53,9 @@
 #   bash research/campaign256.sh s6a  # the machine's test-set pixels against this checkout's; issue 31's speed suite
 #                                    # profiled, with facenet-pytorch (.whl5); stages .carry1, the mask, the val faces
 #   bash research/campaign256.sh s6b  # every stage of 3 faces' fp32 N = 200 restoration dumped (the CPU replays it);
-#                                    # the bundled recipe at half the energy term on part0 (.carry3, .whl4, part0)
-#   bash research/campaign256.sh s6c  # s6b's arm resumed on all parts; val rows in one process (research/val_rows.py)
-#                                    # at N = 100 and N = 200 fp32; the arm's UNet back (part1-3 carried)
+#                                    # the bundled recipe at half the energy term on part0, then val rows in one
+#                                    # process (research/val_rows.py) at N = 100 and N = 200 fp32 (.carry3, .whl4, part0)
+#   bash research/campaign256.sh s6c  # s6b's arm resumed on all parts, the same rows (part1-3 carried)
 #   bash research/campaign256.sh t3   # two decoder arms, L1 + 0.1 EffNet-PD + focal frequency + the adaptive GAN, with
 #                                    # and without the Laplacian-energy loss, on part0-1 (.whl, part1, data/init/vqgan
 #                                    # carried), the IRN resumed beside them
@@ -597,45 +597,41 @@ PY
   echo "speed: exit $?"; grep -E "^\| |^profile" $OUT/RESULTS.md $RUNS/speed.log
   pack s6a $RUNS/speed.log $RUNS/testset.log
   ;;
-s6b)
-  # Every stage of 3 faces' fp32 restoration at N = 200 here (research/device_gap_probe.py dump; `stages` replays it
-  # on the CPU), then the bundled recipe (score_gan.yaml at GAN weight 0.3) from the bundled UNet with the
-  # Laplacian-energy term at half weight (0.125) on part0. Carried: .carry3 (the backbone), .whl4 (EffNet), part0
-  mkdir -p $M
-  assemble bundled $INIT/unet
-  python3 research/device_gap_probe.py dump --device cuda --model $M/bundled --lq $T/lq --out $OUT/gap_gpu.pt \
-    > $RUNS/gap.log 2>&1; echo "dump: exit $?"; tail -2 $RUNS/gap.log
-  pack s6b_gap $OUT/gap_gpu.pt && rm $OUT/gap_gpu.pt
-  minutes=$(left_minutes ${CALL_SECONDS:-570} 40)
-  train score_gan h125 "$minutes" init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan loss.gan_weight=0.3 \
+s6b|s6c)
+  # s6b: every stage of 3 faces' fp32 restoration at N = 200 here (research/device_gap_probe.py dump; `stages` replays
+  # it on the CPU), then the bundled recipe (score_gan.yaml at GAN weight 0.3) from the bundled UNet with the
+  # Laplacian-energy term at half weight (0.125) on part0 (carried: .carry3, the backbone; .whl4, EffNet; part0).
+  # s6c: that arm resumed on all parts (carried: part1-3). Both end with rows in one process (research/val_rows.py):
+  # the first 100 val faces at N = 100 (bf16) by the bundled model and the arm, the first 64 at N = 200 in fp32 by
+  # both, scored here from the PNGs. Back: the scores, 8 PNGs per N = 200 row, JPEG q90 of the N = 100 rows, the
+  # arm's sample grids and UNet (for the CPU's N = 200)
+  mkdir -p $M $R $E /tmp/lq100 /tmp/lq64
+  [ -d $M/bundled ] || assemble bundled $INIT/unet
+  if [ $1 = s6b ]; then
+    python3 research/device_gap_probe.py dump --device cuda --model $M/bundled --lq $T/lq --out $OUT/gap_gpu.pt \
+      > $RUNS/gap.log 2>&1; echo "dump: exit $?"; tail -2 $RUNS/gap.log
+    pack s6b_gap $OUT/gap_gpu.pt && rm $OUT/gap_gpu.pt
+  fi
+  minutes=$(left_minutes ${CALL_SECONDS:-570} ${ROWS_SECONDS:-200})
+  [ $1 = s6c ] && resume="--resume latest" || resume=""
+  train score_gan h125 "$minutes" $resume init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan loss.gan_weight=0.3 \
     loss.detail_energy_weight=0.125
   grep -h '"step"' $RUNS/h125/log.jsonl | tail -1
-  pack s6b $RUNS/*.log $RUNS/h125/log.jsonl
-  ;;
-s6c)
-  # s6b's arm resumed on all parts, then rows in one process (research/val_rows.py): the first 100 val faces at N = 100
-  # (bf16) by the bundled model and the arm, the first 64 at N = 200 in fp32 by both; scored here from the PNGs.
-  # Back: the scores, 8 PNGs per N = 200 row, JPEG q90 of the N = 100 rows, the arm's UNet (for the CPU's N = 200).
-  # Carried: part1, part2, part3
-  mkdir -p $M $R $E /tmp/lq100 /tmp/lq64
-  minutes=$(left_minutes ${CALL_SECONDS:-570} ${ROWS_SECONDS:-300})
-  [ "${RESUME:-1}" = 1 ] && train score_gan h125 "$minutes" --resume latest init.unet=$INIT/unet \
-    pretrained.vqgan=$INIT/vqgan loss.gan_weight=0.3 loss.detail_energy_weight=0.125
-  grep -h '"step"' $RUNS/h125/log.jsonl | tail -1
-  make_testset; cp $(ls -d $T/lq/* | head -100) /tmp/lq100/; cp $(ls -d $T/lq/* | head -64) /tmp/lq64/
-  [ -d $M/bundled ] || assemble bundled $INIT/unet
+  pack $1_train $RUNS/*.log $RUNS/h125/log.jsonl $RUNS/h125/samples
+  cp $(ls -d $T/lq/* | head -100) /tmp/lq100/; cp $(ls -d $T/lq/* | head -64) /tmp/lq64/
   assemble h125 $RUNS/h125/export/unet
+  rm -rf $R/* $E/*
   python3 research/val_rows.py --gt $T/hq --restored $R --eval $E --metrics psnr,effnet_pd,lapvar,niqe \
-    --seconds $((${CALL_SECONDS:-570} - 60 - SECONDS)) \
+    --seconds $((${CALL_SECONDS:-570} - 45 - SECONDS)) \
     --row bundled $M/bundled /tmp/lq100 "" --row h125 $M/h125 /tmp/lq100 "" \
     --row h125_n200f $M/h125 /tmp/lq64 "start_t=200 --dtype fp32" \
     --row bundled_n200f $M/bundled /tmp/lq64 "start_t=200 --dtype fp32" > $RUNS/rows.log 2>&1
   grep -E "exit|skipped" $RUNS/rows.log
-  python3 scripts/evaluation_table.py --paired $(for r in bundled h125; do
-    [ -f $E/$r/per_image.csv ] && echo "$r=$E/$r"; done) > $OUT/s6c_table.md 2>&1
-  python3 scripts/evaluation_table.py --paired $(for r in bundled_n200f h125_n200f; do
-    [ -f $E/$r/per_image.csv ] && echo "$r=$E/$r"; done) >> $OUT/s6c_table.md 2>&1; cat $OUT/s6c_table.md
-  python3 - <<'PY'
+  for pair in "bundled h125" "bundled_n200f h125_n200f"; do
+    python3 scripts/evaluation_table.py --paired $(for r in $pair; do
+      [ -f $E/$r/per_image.csv ] && echo "$r=$E/$r"; done) 2>&1
+  done > $OUT/$1_table.md; cat $OUT/$1_table.md
+  rm -rf /tmp/back; python3 - <<'PY'
 from pathlib import Path
 from PIL import Image
 for row in Path("/tmp/restored").iterdir():
@@ -646,7 +642,7 @@ for row in Path("/tmp/restored").iterdir():
     else:
         for f in files: Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=90)
 PY
-  pack s6c $RUNS/*.log $RUNS/h125/log.jsonl $RUNS/h125/samples $E /tmp/back $RUNS/h125/export/unet
+  pack $1_rows $RUNS/rows.log $E /tmp/back $RUNS/h125/export/unet
   ;;
 *)
   echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|p3|q3|g3|s4|gan4|gan4b|s5a|s5b|s5c|s6a|s6b|s6c" >&2; exit 2
