@@ -76,7 +76,10 @@ mkdir -p $INIT; for m in data/init/*; do [ -d "$m" ] && rm -rf "$INIT/$(basename
 for packed in .carry*/*.tar.xz; do  # components too big to travel raw beside the rest of a call (xz -9e)
   [ -f "$packed" ] && python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$packed" $INIT
 done
-echo "init: $(ls $INIT | tr '\n' ' ')"
+# each staged component with its weights' digest (research/init_check.py compares them with the bundled model's
+# before a call; session 14 found a stale decoder staged for four sessions)
+echo "init: $(for m in $INIT/*/; do printf '%s=%s ' $(basename $m) \
+  $(cat $m/diffusion_pytorch_model.safetensors 2>/dev/null | sha256sum | cut -c1-12); done)"
 for part in data/celebahq256/train/part*; do [ -d "$DATA/train/$(basename $part)" ] || cp -r "$part" "$DATA/train/"; done
 [ -d "$DATA/val" ] || cp -r data/celebahq256/val "$DATA/val"
 echo "faces: $(find $DATA/train -type f | wc -l) train, $(find $DATA/val -type f | wc -l) val"

@@ -3,7 +3,7 @@ val test set, restored here in one of several variants and compared with the GPU
 
     python research/device_gap_probe.py --gpu runs/s13/tmp/b8/fp32 --cpu /tmp/cpu8_n200 compare|fp32|tf32|seed1|codebook
     python research/device_gap_probe.py dump --device cuda --out gpu.pt [--model DIR --lq DIR]  # on the GPU (session 14)
-    python research/device_gap_probe.py stages --gpu gpu.pt                  # here: the same stages on this CPU
+    python research/device_gap_probe.py stages --gpu gpu.pt [--vqgan DIR]    # here: the same stages on this CPU
 
 ``--cpu``: the CLI's fp32 images of those faces (``diffrestore --lq <faces> --out DIR --aligned start_t=200``).
 compare scores the two folders against each other (every face; any two folders of the same names); fp32 repeats
@@ -13,7 +13,11 @@ with and without the codebook's final lookup. Run it with another torch (a venv)
 
 dump saves every stage of the first faces' fp32 restoration at N = 200 on one device (the LQ pixels, the backbone
 estimate, both latents, each step's z_t and z_0 prediction, the final z_0 and image); stages recomputes each stage
-here from the dump's own input to it, so that a stage that differs shows apart from the chain's drift."""
+here from the dump's own input to it, so that a stage that differs shows apart from the chain's drift.
+
+Answer (session 14): no device gap. The latent chain agrees to 1e-4 (relative), the decoder did not: the machine
+decoded with the VQGAN staged in data/init, the decoder from before session 10's, while the CPU used the bundled
+one (--vqgan with the old decoder reproduces the GPU's images to 7e-5). research/init_check.py now guards this."""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from PIL import Image
 
 from diffrestore.io import pil_to_tensor, tensor_to_pil
 from diffrestore.measures import laplacian_variance, psnr
+from diffrestore.models.codec import load_autoencoder
 from diffrestore.pipeline import DiffRestorePipeline
 from diffrestore.pipeline.options import RestoreOptions
 from diffrestore.pipeline.restore import FaceRestorer, face_seed
@@ -113,7 +118,7 @@ def gap(a: torch.Tensor, b: torch.Tensor) -> str:
     return f"rel {((a - b).norm() / b.norm()).item():.2e}, max {(a - b).abs().max().item():.2e}"
 
 
-def stages(gpu_dump: Path) -> None:
+def stages(gpu_dump: Path, vqgan: Path | None = None) -> None:
     """Each stage on this CPU from the GPU's input to it, then the whole chain, against the GPU's."""
     gpu = torch.load(gpu_dump)
     print(f"GPU dump: torch {gpu['torch']} on {gpu['device']}; here torch {torch.__version__} on the CPU")
@@ -132,6 +137,10 @@ def stages(gpu_dump: Path) -> None:
         print(f"decoder and colour fix, same z_0: {gap(image, gpu['image'])}; LapVar here "
               f"{[round(v, 1) for v in laplacian_variance(image).tolist()]}, GPU "
               f"{[round(v, 1) for v in laplacian_variance(gpu['image']).tolist()]}")
+        if vqgan is not None:  # session 14: the GPU's images came from a stale decoder staged there
+            other = pipe.with_components(vqgan=load_autoencoder(vqgan)).finish(gpu["z0"], gpu["estimate"], options)
+            print(f"decoder {vqgan}, same z_0: {gap(other, gpu['image'])}; LapVar "
+                  f"{[round(v, 1) for v in laplacian_variance(other).tolist()]}")
         mine = trace(pipe, gpu["lq"], gpu["names"])
     for name in ("estimate", "z_start", "condition"):
         print(f"chain {name}: {gap(mine[name], gpu[name])}")
@@ -152,12 +161,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--model", default=BUNDLED)
     parser.add_argument("--lq", type=Path, default=LQ)
+    parser.add_argument("--vqgan", type=Path, help="stages: also decode the GPU's z_0 with this VQGAN folder")
     args = parser.parse_args()
     if args.variant == "dump":
         return dump(args.model, args.lq, args.device, args.out, args.faces)
     torch.set_num_threads(2)
     if args.variant == "stages":
-        return stages(args.gpu)
+        return stages(args.gpu, args.vqgan)
     if args.variant == "compare":
         return compare(args.cpu, args.gpu)
     names = sorted(args.gpu.glob("*.png"))[:args.faces]
