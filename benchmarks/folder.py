@@ -140,10 +140,12 @@ def command(folder: Path, out: Path, model: str, options: RestoreOptions, aligne
     if prefetch != "default":
         argv += ["--prefetch", prefetch]
     printed = io.StringIO()
+    threads = torch.get_num_threads()
     tic = time.perf_counter()
     with contextlib.redirect_stdout(printed):
         status = cli.main(argv)
     seconds = time.perf_counter() - tic
+    torch.set_num_threads(threads)  # the command sets its own (one on a GPU beside its threads): not the next row's
     if status != 0:  # reported, not fatal: random weights can make a face the failure check refuses
         print(f"diffrestore {' '.join(argv)} exited {status}:\n{printed.getvalue()[-2000:]}", flush=True)
     return seconds, summary_of(printed.getvalue(), out)

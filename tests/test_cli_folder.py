@@ -189,6 +189,16 @@ def test_compile_auto_is_eager_on_the_cpu_and_threads_apply(model_dir):
     assert torch.get_num_threads() == 1
 
 
+def test_threads_default_to_one_on_a_gpu_beside_the_folder_threads_only():
+    torch.set_num_threads(2)
+    set_threads(None, torch.device("cuda"))  # the sequential loop on a GPU: torch's own count, untouched
+    assert torch.get_num_threads() == 2
+    set_threads(None, torch.device("cuda"), pipelined=True)  # readers and writers: one intra-op thread each
+    assert torch.get_num_threads() == 1
+    set_threads(3, torch.device("cuda"), pipelined=True)  # an explicit count wins
+    assert torch.get_num_threads() == 3
+
+
 def test_prefetch_and_threads_are_checked_up_front(model_dir, face_paths, tmp_path, capsys):
     lq = face_paths[0]
     assert cli.main(["--lq", str(lq), "--model", str(model_dir), *FAST, "--prefetch", "-1"]) == 2

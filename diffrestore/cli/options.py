@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): bf16 on CUDA, fp32 elsewhere")
     p.add_argument("--threads", type=int,
                    help="torch's CPU threads (default on the CPU: the cores the load average leaves idle, at\n"
-                        "least 1, measured fastest; on a GPU torch's own)")
+                        "least 1, measured fastest; on a GPU 1 beside the reading and writing threads, torch's\n"
+                        "own with --prefetch 0)")
     p.add_argument("--prefetch", type=int,
                    help="images read and prepared ahead while the model runs, on background threads that\n"
                         "also write the results (default: two model calls' worth; 0: one at a time, in turn)")

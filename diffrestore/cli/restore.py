@@ -129,7 +129,7 @@ def restore_jobs(jobs: Sequence[Job], run: Run, summary: Summary, progress: Prog
     one chunk read, restored, written at a time)."""
     from ..pipeline.restore import FaceRestorer, resolve_device, set_threads
 
-    set_threads(run.options.threads, resolve_device(run.options.device))
+    set_threads(run.options.threads, resolve_device(run.options.device), pipelined=prefetch != 0)
     try:
         restorer = FaceRestorer.from_options(run.options)
     except (OSError, ValueError) as err:  # the folder passed check_options: its weights are broken

@@ -127,7 +127,8 @@ class RestoreOptions(SamplingOptions):
     # torch.compile mode of the UNet (reduce-overhead: CUDA graphs; auto: reduce-overhead on CUDA only; None: eager).
     # Eager by default: the first call compiles for tens of seconds, which only a long run or a server amortises.
     compile: Optional[str] = None
-    threads: Optional[int] = None  # torch's CPU threads (None: the idle cores on the CPU, torch's own on a GPU)
+    threads: Optional[int] = None  # torch's CPU threads (None: the idle cores on the CPU; on a GPU 1 beside the
+    # folder loop's reading and writing threads, torch's own without them: pipeline.restore.set_threads)
     aligned: Optional[bool] = None  # True: inputs are aligned faces; False: whole photos; None: per image
     upscale: float = 1.0  # output scale of whole photos (bicubic background) and of aligned faces (of the input size)
     only_center_face: bool = False  # whole photos: restore only the face nearest the centre

@@ -120,10 +120,14 @@ def idle_cores() -> int:
     return max(1, min(cores, cores - round(busy)))
 
 
-def set_threads(threads: Optional[int], device: torch.device) -> None:
-    """torch's CPU threads for this process: ``threads``, else ``idle_cores()`` when restoring on the CPU
-    (on a GPU torch's own default). Process-wide: the command calls it, a library user may."""
-    threads = threads or (idle_cores() if device.type == "cpu" else None)
+def set_threads(threads: Optional[int], device: torch.device, pipelined: bool = False) -> None:
+    """torch's CPU threads for this process: ``threads``; else ``idle_cores()`` when restoring on the CPU; on a
+    GPU one under the threaded folder loop (``pipelined``), whose reader and writer threads would each start
+    torch's whole intra-op pool for their resizes (16 x 16 on a 16-core machine: aligned faces 59.9 -> 84.9
+    faces/s on an H100, benchmarks/RESULTS.md, session 14), else torch's own default. Process-wide: the command
+    calls it, a library user may."""
+    if not threads:
+        threads = idle_cores() if device.type == "cpu" else 1 if pipelined else None
     if threads is None:
         return
     torch.set_num_threads(threads)
