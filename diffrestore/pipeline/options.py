@@ -66,7 +66,7 @@ class SamplingOptions:
     eta: float = 0.0  # DDIM stochasticity (the ddim scheduler only)
     # identity-guidance step (latent units per guided step); 0 = off. On the bundled 256 px model, through SFace
     # towards the IRN (the identity preset), 0.5 lowered the dlib distance by 0.011 (3.8 s.e.; research/LOG.md,
-    # session 11's score model; session 12's: as much on 64 faces, with a fine grain); through phi it lowers
+    # session 11's score model; session 12's: -0.012 on 64 faces, session 14); through phi it lowers
     # identity (session 5). Off by default: SFace in torch is an extra (perception) and doubles the CPU time.
     # The 128 px model's preset turns it on
     guidance: float = 0.0
