@@ -56,6 +56,11 @@
 #                                    # the bundled recipe at half the energy term on part0, then val rows in one
 #                                    # process (research/val_rows.py) at N = 100 and N = 200 fp32 (.carry3, .whl4, part0)
 #   bash research/campaign256.sh s6c  # s6b's arm resumed on all parts, the same rows (part1-3 carried)
+#   bash research/campaign256.sh s7a  # issue 31's speed suite with the new thread default; stages .carry1, the mask,
+#                                    # the val faces (research/init_check.py must pass before the call)
+#   bash research/campaign256.sh s7b  # the shipped model's val rows on the GPU, then two score arms through the shipped
+#                                    # decoder (energy 0.25 and 0) on part0 (.carry3, .whl4, part0)
+#   bash research/campaign256.sh s7c  # the arms resumed on all parts (part1-3), their val rows; the better arm's UNet
 #   bash research/campaign256.sh t3   # two decoder arms, L1 + 0.1 EffNet-PD + focal frequency + the adaptive GAN, with
 #                                    # and without the Laplacian-energy loss, on part0-1 (.whl, part1, data/init/vqgan
 #                                    # carried), the IRN resumed beside them
@@ -647,8 +652,81 @@ for row in Path("/tmp/restored").iterdir():
 PY
   pack $1_rows $RUNS/rows.log $E /tmp/back $RUNS/h125/export/unet
   ;;
+s7a)
+  # Issue 31 with the command's new thread default (one torch thread on a GPU beside the folder threads): the speed
+  # suite again; stages .carry1 (the bundled UNet and VQGAN: research/init_check.py before the call), the mask and
+  # the val faces for s7b, s7c. Carried: .whl0, .whl5, .carry1, data/init/mask, the val faces
+  nvidia-smi -L
+  make_testset
+  PROFILE=$OUT/profile RESULTS=$OUT/RESULTS.md timeout ${SPEED_SECONDS:-300} bash benchmarks/suite.sh speed \
+    > $RUNS/speed.log 2>&1
+  echo "speed: exit $?"; grep -E "^\| |^profile" $OUT/RESULTS.md
+  pack s7a $RUNS/speed.log
+  ;;
+s7b|s7c)
+  # The score model fine-tuned through the shipped decoder (sessions 11-14 decoded through a stale one): two arms
+  # from the bundled UNet side by side, the session-12 recipe (score_gan, GAN weight 0.3) with the energy term at
+  # 0.25 (`e25`) and at 0 (`g0`). s7b: the shipped model's val rows first (what the model card's GPU figures should
+  # be), then the arms on part0 (carried: .carry3, .whl4, part0); s7c: the arms resumed on all parts (part1-3), then
+  # their rows. Rows in one process (research/val_rows.py), scored here; JPEG q90 of the 200-face rows come back for
+  # dlib and SFace, 8 PNGs of each N = 200 row, and the UNet of the arm with the lowest N = 100 NIQE
+  mkdir -p $M $R $E /tmp/lq64
+  [ -d $M/bundled ] || assemble bundled $INIT/unet
+  cp $(ls -d $T/lq/* | head -64) /tmp/lq64/
+  rows() {  # seconds row-specs...: val_rows.py within the seconds, then the paired tables
+    local seconds=$1; shift
+    python3 research/val_rows.py --gt $T/hq --restored $R --eval $E --metrics psnr,ssim,effnet_pd,lapvar,niqe,fd-effnet \
+      --seconds $seconds "$@" >> $RUNS/rows.log 2>&1
+    grep -E "exit|skipped" $RUNS/rows.log
+  }
+  if [ $1 = s7b ]; then
+    rows 150 --row bundled $M/bundled $T/lq "" --row backbone $M/bundled $T/lq "--fidelity 1" \
+      --row bundled_n200f $M/bundled /tmp/lq64 "start_t=200 --dtype fp32"
+  fi
+  minutes=$(left_minutes ${CALL_SECONDS:-570} ${ROWS_SECONDS:-$([ $1 = s7b ] && echo 60 || echo 200)})
+  [ $1 = s7c ] && resume="--resume latest" || resume=""
+  for arm in e25:0.25 g0:0; do
+    train score_gan ${arm%%:*} "$minutes" $resume init.unet=$INIT/unet pretrained.vqgan=$INIT/vqgan \
+      loss.gan_weight=0.3 loss.detail_energy_weight=${arm##*:} &
+  done
+  wait
+  for arm in e25 g0; do grep -h '"step"' $RUNS/$arm/log.jsonl | tail -1; done
+  pack $1_train $RUNS/*.log $RUNS/e25/log.jsonl $RUNS/g0/log.jsonl
+  if [ $1 = s7c ]; then
+    for arm in e25 g0; do assemble $arm $RUNS/$arm/export/unet; done
+    rows $((${CALL_SECONDS:-570} - 50 - SECONDS)) --row e25 $M/e25 $T/lq "" --row g0 $M/g0 $T/lq "" \
+      --row e25_n200f $M/e25 /tmp/lq64 "start_t=200 --dtype fp32" --row g0_n200f $M/g0 /tmp/lq64 "start_t=200 --dtype fp32"
+  fi
+  for pair in "bundled backbone e25 g0" "bundled_n200f e25_n200f g0_n200f"; do
+    python3 scripts/evaluation_table.py --paired $(for r in $pair; do
+      [ -f $E/$r/per_image.csv ] && echo "$r=$E/$r"; done) 2>&1
+  done > $OUT/$1_table.md; cat $OUT/$1_table.md
+  best=$(python3 - <<'PY'
+import json
+from pathlib import Path
+def niqe(row):
+    path = Path("/tmp/eval") / row / "summary.json"
+    return json.loads(path.read_text())["summary"].get("niqe", {}).get("mean") if path.is_file() else None
+arms = [a for a in ("e25", "g0") if niqe(a) is not None]
+print(min(arms, key=niqe) if arms else "")
+PY
+)
+  [ $1 = s7c ] && rm -rf $R/bundled $R/backbone $R/bundled_n200f  # came back with s7b
+  rm -rf /tmp/back; python3 - <<'PY'
+from pathlib import Path
+from PIL import Image
+for row in Path("/tmp/restored").iterdir():
+    out = Path("/tmp/back") / row.name; out.mkdir(parents=True, exist_ok=True)
+    files = sorted(row.glob("*.png"))
+    if row.name.endswith("_n200f"):
+        for f in files[:8]: Image.open(f).save(out / f.name)
+    else:
+        for f in files: Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=90)
+PY
+  pack $1_rows $RUNS/rows.log $E /tmp/back ${best:+$RUNS/$best/export/unet}
+  ;;
 *)
-  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|p3|q3|g3|s4|gan4|gan4b|s5a|s5b|s5c|s6a|s6b|s6c" >&2; exit 2
+  echo "usage: $0 d|vq|g|h|i|j|k|l|m|n|o|q|r|s|t|u|v|w|x|i3|t3|x4a|p3|q3|g3|s4|gan4|gan4b|s5a|s5b|s5c|s6a|s6b|s6c|s7a|s7b|s7c" >&2; exit 2
   ;;
 esac
 ls -la $OUT
