@@ -40,6 +40,8 @@ def main() -> int:
     parser.add_argument("--carries", type=Path, nargs="*", default=sorted(Path(".").glob(".carry*/*.tar.xz")))
     parser.add_argument("--bundled", type=Path, default=Path("diffrestore/pretrained/celebahq256"))
     args = parser.parse_args()
+    if not args.init.is_dir():
+        raise SystemExit(f"{args.init}: no staged warm starts (research/LOG.md, 'Next session': the setup makes them)")
     record = json.loads((args.bundled / "checksums.json").read_text())
     differ = 0
     for where, digest in sorted(staged_digests(args.init, args.carries).items()):
