@@ -165,6 +165,28 @@ for row in Path("/tmp/restored").iterdir():
 PY
 }
 
+back_rows() {  # what comes back of the rows in $R, in /tmp/back: 8 PNGs of each N = 200 row (its texture), JPEG q90
+               # of the others (dlib and SFace here; JPEG moves them by less than 0.001)
+  rm -rf /tmp/back; python3 - <<'PY'
+from pathlib import Path
+from PIL import Image
+for row in Path("/tmp/restored").iterdir():
+    out = Path("/tmp/back") / row.name; out.mkdir(parents=True, exist_ok=True)
+    files = sorted(row.glob("*.png"))
+    if row.name.endswith(("_n200f", "_n200")):
+        for f in files[:8]: Image.open(f).save(out / f.name)
+    else:
+        for f in files: Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=90)
+PY
+}
+paired_tables() {  # out "rows..." ...: one paired table (scripts/evaluation_table.py) per group of the rows scored in $E
+  local out=$1; shift
+  for group in "$@"; do
+    python3 scripts/evaluation_table.py --paired $(for r in $group; do
+      [ -f $E/$r/per_image.csv ] && echo "$r=$E/$r"; done) 2>&1
+  done > $out; cat $out
+}
+
 case $1 in
 d)
   nvidia-smi -L
@@ -572,17 +594,7 @@ print(min(clean, key=niqe) if clean else min(arms, key=lambda a: niqe(a + "_n200
 PY
 )
   echo "back: $best"
-  python3 - <<'PY'
-from pathlib import Path
-from PIL import Image
-for row in Path("/tmp/restored").iterdir():
-    out = Path("/tmp/back") / row.name; out.mkdir(parents=True, exist_ok=True)
-    files = sorted(row.glob("*.png"))
-    if row.name.endswith(("_n200f", "_n200")):
-        for f in files[:8]: Image.open(f).save(out / f.name)
-    else:
-        for f in files: Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=90)
-PY
+  back_rows
   pack s5c $RUNS/*.log $RUNS/critic/log.jsonl $RUNS/e0/log.jsonl $E /tmp/back $T/manifest.json $RUNS/$best/export/unet
   ;;
 s6a)
@@ -635,21 +647,8 @@ s6b|s6c)
     --row h125_n200f $M/h125 /tmp/lq64 "start_t=200 --dtype fp32" \
     --row bundled_n200f $M/bundled /tmp/lq64 "start_t=200 --dtype fp32" > $RUNS/rows.log 2>&1
   grep -E "exit|skipped" $RUNS/rows.log
-  for pair in "bundled h125" "bundled_n200f h125_n200f"; do
-    python3 scripts/evaluation_table.py --paired $(for r in $pair; do
-      [ -f $E/$r/per_image.csv ] && echo "$r=$E/$r"; done) 2>&1
-  done > $OUT/$1_table.md; cat $OUT/$1_table.md
-  rm -rf /tmp/back; python3 - <<'PY'
-from pathlib import Path
-from PIL import Image
-for row in Path("/tmp/restored").iterdir():
-    out = Path("/tmp/back") / row.name; out.mkdir(parents=True, exist_ok=True)
-    files = sorted(row.glob("*.png"))
-    if row.name.endswith("_n200f"):
-        for f in files[:8]: Image.open(f).save(out / f.name)
-    else:
-        for f in files: Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=90)
-PY
+  paired_tables $OUT/$1_table.md "bundled h125" "bundled_n200f h125_n200f"
+  back_rows
   pack $1_rows $RUNS/rows.log $E /tmp/back $RUNS/h125/export/unet
   ;;
 s7a)
@@ -697,10 +696,7 @@ s7b|s7c)
     rows $((${CALL_SECONDS:-570} - 50 - SECONDS)) --row e25 $M/e25 $T/lq "" --row g0 $M/g0 $T/lq "" \
       --row e25_n200f $M/e25 /tmp/lq64 "start_t=200 --dtype fp32" --row g0_n200f $M/g0 /tmp/lq64 "start_t=200 --dtype fp32"
   fi
-  for pair in "bundled backbone e25 g0" "bundled_n200f e25_n200f g0_n200f"; do
-    python3 scripts/evaluation_table.py --paired $(for r in $pair; do
-      [ -f $E/$r/per_image.csv ] && echo "$r=$E/$r"; done) 2>&1
-  done > $OUT/$1_table.md; cat $OUT/$1_table.md
+  paired_tables $OUT/$1_table.md "bundled backbone e25 g0" "bundled_n200f e25_n200f g0_n200f"
   best=$(python3 - <<'PY'
 import json
 from pathlib import Path
@@ -712,17 +708,7 @@ print(min(arms, key=niqe) if arms else "")
 PY
 )
   [ $1 = s7c ] && rm -rf $R/bundled $R/backbone $R/bundled_n200f  # came back with s7b
-  rm -rf /tmp/back; python3 - <<'PY'
-from pathlib import Path
-from PIL import Image
-for row in Path("/tmp/restored").iterdir():
-    out = Path("/tmp/back") / row.name; out.mkdir(parents=True, exist_ok=True)
-    files = sorted(row.glob("*.png"))
-    if row.name.endswith("_n200f"):
-        for f in files[:8]: Image.open(f).save(out / f.name)
-    else:
-        for f in files: Image.open(f).convert("RGB").save(out / (f.stem + ".jpg"), quality=90)
-PY
+  back_rows
   pack $1_rows $RUNS/rows.log $E /tmp/back ${best:+$RUNS/$best/export/unet}
   ;;
 *)

@@ -2,8 +2,9 @@
 val test set, restored here in one of several variants and compared with the GPU's fp32 PNGs of the same faces.
 
     python research/device_gap_probe.py --gpu runs/s13/tmp/b8/fp32 --cpu /tmp/cpu8_n200 compare|fp32|tf32|seed1|codebook
-    python research/device_gap_probe.py dump --device cuda --out gpu.pt [--model DIR --lq DIR]  # on the GPU (session 14)
+    python research/device_gap_probe.py dump --device cuda --out gpu.pt [--model DIR --lq DIR]  # on the GPU
     python research/device_gap_probe.py stages --gpu gpu.pt [--vqgan DIR]    # here: the same stages on this CPU
+    python research/device_gap_probe.py digests --out data/testsets/val256-codeformer/digests.json   # pixels
 
 ``--cpu``: the CLI's fp32 images of those faces (``diffrestore --lq <faces> --out DIR --aligned start_t=200``).
 compare scores the two folders against each other (every face; any two folders of the same names); fp32 repeats
@@ -22,11 +23,13 @@ one (--vqgan with the old decoder reproduces the GPU's images to 7e-5). research
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from diffrestore.evaluation.testset import pixel_digest
 from diffrestore.io import pil_to_tensor, tensor_to_pil
 from diffrestore.measures import laplacian_variance, psnr
 from diffrestore.models.codec import load_autoencoder
@@ -35,6 +38,17 @@ from diffrestore.pipeline.options import RestoreOptions
 from diffrestore.pipeline.restore import FaceRestorer, face_seed
 
 LQ = Path("data/testsets/val256-codeformer/lq")
+BUNDLED = "diffrestore/pretrained/celebahq256"
+
+
+def load_faces(names: list[str], folder: Path = LQ) -> torch.Tensor:
+    return torch.stack([pil_to_tensor(Image.open(folder / name).convert("RGB")) for name in names])
+
+
+def load_pipeline(model: str, device: str = "cpu") -> DiffRestorePipeline:
+    pipe = DiffRestorePipeline.from_pretrained(model).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def tf32(x: torch.Tensor) -> torch.Tensor:
@@ -55,30 +69,24 @@ def compare(first: Path, second: Path) -> None:
               f"({first}) against {laplacian_variance(b).item():.1f} ({second})")
 
 
-def codebook(names: list[Path]) -> None:
+def codebook(names: list[str]) -> None:
+    """The Laplacian variance of the bundled model's N = 200 faces with and without the codebook's final lookup."""
     pipe = load_pipeline(BUNDLED)
-    lq = torch.stack([pil_to_tensor(Image.open(LQ / n.name).convert("RGB")) for n in names])
-    generators = [torch.Generator().manual_seed(face_seed(0, n.name)) for n in names]
+    traced = trace(pipe, load_faces(names), names)
     with torch.no_grad():
-        estimate = pipe.estimate(lq)
-        z0 = pipe.sample_latents(pipe.encode(estimate), pipe.encode(lq), RestoreOptions(start_t=200), generators)
         for quantize in (True, False):
-            out = pipe.finish(z0, estimate, RestoreOptions(start_t=200), quantize=quantize)
-            print("codebook lookup" if quantize else "no lookup",
-                  [round(v, 1) for v in laplacian_variance(out.clamp(-1, 1)).tolist()])
+            out = pipe.finish(traced["z0"], traced["estimate"], RestoreOptions(start_t=200), quantize=quantize)
+            lapvar = [round(v, 1) for v in laplacian_variance(out).tolist()]
+            print("codebook lookup" if quantize else "no lookup", lapvar)
 
 
-BUNDLED = "diffrestore/pretrained/celebahq256"
-
-
-def load_faces(names: list[str], folder: Path = LQ) -> torch.Tensor:
-    return torch.stack([pil_to_tensor(Image.open(folder / name).convert("RGB")) for name in names])
-
-
-def load_pipeline(model: str, device: str = "cpu") -> DiffRestorePipeline:
-    pipe = DiffRestorePipeline.from_pretrained(model).to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def write_digests(lq_folder: Path, out: Path) -> None:
+    """The pixel digests of a test set's LQ and HQ images (the manifests of sets made before session 13 lack
+    them), as {name: {"hq": ..., "lq": ...}}: what the machine's manifest is compared with."""
+    digests = {path.name: {side: pixel_digest(lq_folder.parent / side / path.name) for side in ("hq", "lq")}
+               for path in sorted(lq_folder.glob("*.png"))}
+    out.write_text(json.dumps(digests))
+    print(f"{out}: {len(digests)} images")
 
 
 def trace(pipe: DiffRestorePipeline, lq: torch.Tensor, names: list[str]) -> dict:
@@ -153,7 +161,8 @@ def stages(gpu_dump: Path, vqgan: Path | None = None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("variant", choices=["compare", "fp32", "tf32", "seed1", "codebook", "dump", "stages"])
+    parser.add_argument("variant",
+                        choices=["compare", "fp32", "tf32", "seed1", "codebook", "dump", "stages", "digests"])
     parser.add_argument("--gpu", type=Path)
     parser.add_argument("--cpu", type=Path)
     parser.add_argument("--faces", type=int, default=3)
@@ -163,6 +172,8 @@ def main() -> None:
     parser.add_argument("--lq", type=Path, default=LQ)
     parser.add_argument("--vqgan", type=Path, help="stages: also decode the GPU's z_0 with this VQGAN folder")
     args = parser.parse_args()
+    if args.variant == "digests":
+        return write_digests(args.lq, args.out)
     if args.variant == "dump":
         return dump(args.model, args.lq, args.device, args.out, args.faces)
     torch.set_num_threads(2)
@@ -172,7 +183,7 @@ def main() -> None:
         return compare(args.cpu, args.gpu)
     names = sorted(args.gpu.glob("*.png"))[:args.faces]
     if args.variant == "codebook":
-        return codebook(names)
+        return codebook([n.name for n in names])
     if args.variant == "tf32":
         conv = torch.nn.Conv2d._conv_forward
         torch.nn.Conv2d._conv_forward = lambda self, x, w, b: conv(self, tf32(x), tf32(w), b)

@@ -17,14 +17,15 @@ import sys
 import tarfile
 from pathlib import Path
 
+from diffrestore.pipeline.checksums import file_sha256
+
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 def staged_digests(init: Path, carries: list[Path]) -> dict[str, str]:
     """sha256 of each staged component's weights, by where it is staged."""
-    digests = {str(folder): hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
-               if (folder / WEIGHTS).is_file() else "no single weights file" for folder in init.iterdir()
-               if (folder / "config.json").is_file()}
+    digests = {str(folder): file_sha256(folder / WEIGHTS) if (folder / WEIGHTS).is_file() else "no single weights file"
+               for folder in init.iterdir() if (folder / "config.json").is_file()}
     for packed in carries:
         with tarfile.open(packed) as archive:
             for member in archive.getmembers():
